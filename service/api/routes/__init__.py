@@ -1,0 +1,1 @@
+"""Routers: predict, models, health."""

@@ -1,0 +1,32 @@
+"""Liveness, readiness and the Prometheus exposition."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from service.api.deps import StateDep
+from service.api.schemas import Health
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=Health, response_model_exclude_none=True)
+async def healthz() -> Health:
+    """The process is up and its event loop answers."""
+    return Health(status="ok")
+
+
+@router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
+async def readyz(state: StateDep) -> JSONResponse:
+    """200 only when every task is loaded and its backbone warmed up."""
+    if state.engine is not None:
+        return JSONResponse(Health(status="ready").model_dump(exclude_none=True))
+    body = Health(status="failed" if state.load_error else "loading", detail=state.load_error)
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=503)
+
+
+@router.get("/metrics", response_class=Response, include_in_schema=False)
+async def prometheus_metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,131 @@
+"""Request and response bodies of the v1 API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from service.engine.matching import Summary
+from service.registry.manifest import BackboneManifest, TaskManifest
+
+
+class Interval(BaseModel):
+    level: float = Field(description="Probability mass inside [low, high], e.g. 0.9")
+    low: float
+    high: float
+
+
+class Distribution(BaseModel):
+    values: list[float]
+    labels: list[str] | None = None
+    probabilities: list[float]
+
+
+class Prediction(BaseModel):
+    filename: str | None = None
+    expected: float = Field(description="Σ p·value: the mean of the predicted distribution")
+    mode: float = Field(description="Most likely rank value")
+    median: float = Field(description="Smallest value whose cumulative probability ≥ 0.5")
+    interval: Interval
+    distribution: Distribution | None = None
+
+    @classmethod
+    def build(
+        cls, summary: Summary, manifest: TaskManifest, filename: str | None, with_distribution: bool
+    ) -> Prediction:
+        distribution = None
+        if with_distribution:
+            distribution = Distribution(
+                values=manifest.values,
+                labels=manifest.labels,
+                probabilities=summary.probabilities.tolist(),
+            )
+        return cls(
+            filename=filename,
+            expected=summary.expected,
+            mode=summary.mode,
+            median=summary.median,
+            interval=Interval(
+                level=summary.level, low=summary.interval_low, high=summary.interval_high
+            ),
+            distribution=distribution,
+        )
+
+
+class ModelRef(BaseModel):
+    task: str
+    version: str
+    backbone: str
+
+    @classmethod
+    def of(cls, manifest: TaskManifest) -> ModelRef:
+        return cls(task=manifest.task, version=manifest.version, backbone=manifest.backbone)
+
+
+class TaskPredictResponse(BaseModel):
+    task: str
+    model: ModelRef
+    predictions: list[Prediction]
+
+
+class ImagePredictions(BaseModel):
+    filename: str | None = None
+    results: dict[str, Prediction] = Field(description="task name -> prediction")
+
+
+class MultiPredictResponse(BaseModel):
+    tasks: list[str]
+    models: dict[str, ModelRef]
+    predictions: list[ImagePredictions]
+
+
+class BackboneInfo(BaseModel):
+    id: str
+    architecture: str
+    weights: dict[str, Any]
+    image_size: int
+    embed_dim: int
+
+    @classmethod
+    def of(cls, manifest: BackboneManifest) -> BackboneInfo:
+        return cls(
+            id=manifest.id,
+            architecture=manifest.architecture,
+            weights=manifest.weights.model_dump(exclude_none=True),
+            image_size=manifest.preprocess.image_size,
+            embed_dim=manifest.embed_dim,
+        )
+
+
+class ModelInfo(BaseModel):
+    task: str
+    version: str
+    description: str | None = None
+    unit: str | None = None
+    num_ranks: int
+    values: list[float]
+    labels: list[str] | None = None
+    logit_scale: float
+    backbone: BackboneInfo
+    metrics: dict[str, Any]
+    provenance: dict[str, Any]
+    created_at: str | None = None
+
+
+class ModelList(BaseModel):
+    models: list[ModelInfo]
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable machine-readable error code")
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class Health(BaseModel):
+    status: str
+    detail: str | None = None

@@ -1,0 +1,46 @@
+"""The one settings object: environment variables (prefix ``OCLIP_``) and CLI flags.
+
+Nothing else in the package reads the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OCLIP_", extra="ignore")
+
+    model_store: Path = Field(Path("model_store"), description="Registry folder to serve.")
+    host: str = Field("127.0.0.1", description="Interface to bind.")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port.")
+    device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'.")
+    precision: Precision = Field(
+        "auto", description="'auto' = fp16 on CUDA, bf16 on CPUs with bf16, else fp32."
+    )
+    max_upload_bytes: int = Field(
+        50 * 1024 * 1024, gt=0, description="Largest request body accepted."
+    )
+    max_images_per_request: int = Field(32, gt=0, description="Most image parts per request.")
+    max_image_pixels: int = Field(
+        50_000_000, gt=0, description="Largest width*height, checked from the header."
+    )
+    max_batch_size: int = Field(8, gt=0, description="Most images in one forward pass.")
+    max_batch_delay_ms: float = Field(
+        2.0, ge=0, description="Longest wait for more images after the first one of a batch."
+    )
+    max_queued_images: int = Field(
+        256, gt=0, description="Images waiting for the encoder before new requests get 429."
+    )
+    preprocess_workers: int = Field(2, gt=0, description="Threads that decode and resize images.")
+    torch_threads: int = Field(0, ge=0, description="Intra-op threads; 0 = number of cores.")
+    interval_level: float = Field(
+        0.9, gt=0, lt=1, description="Probability mass of the reported central interval."
+    )
+    log_level: str = Field("info", description="Python logging level.")

@@ -1,0 +1,4 @@
+"""Inference engine: image bytes -> tensors -> CLIP image features -> rank distributions.
+
+Knows nothing of HTTP; raises :mod:`service.errors` types.
+"""

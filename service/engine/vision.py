@@ -1,0 +1,63 @@
+"""The CLIP vision tower, built from a backbone manifest without the text tower."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import torch
+from open_clip.model import _build_vision_tower
+
+from service.engine.device import Placement
+from service.errors import ArtifactError
+from service.registry import LoadedBackbone
+
+log = logging.getLogger(__name__)
+
+
+class VisionTower:
+    """Encodes preprocessed image batches into L2-normalised float32 features."""
+
+    def __init__(self, backbone: LoadedBackbone, placement: Placement) -> None:
+        manifest = backbone.manifest
+        self.backbone_id = manifest.id
+        self.placement = placement
+        self.embed_dim = manifest.embed_dim
+        self.image_size = manifest.preprocess.image_size
+        model = _build_vision_tower(manifest.embed_dim, manifest.vision_cfg, manifest.quick_gelu)
+        try:
+            model.load_state_dict(backbone.state_dict, strict=True)
+        except RuntimeError as exc:
+            raise ArtifactError(
+                f"backbone {manifest.id}: weights do not fit architecture {manifest.architecture}: "
+                f"{exc}"
+            ) from exc
+        self.model = model.to(device=placement.device, dtype=placement.dtype).eval()
+        self.model.requires_grad_(False)
+        self.forward_calls = 0
+        self.images_encoded = 0
+        self._lock = threading.Lock()  # one forward at a time per tower
+
+    @torch.inference_mode()
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        """``pixels``: float32 N x 3 x H x W on the CPU. Returns N x D float32 on the CPU."""
+        non_blocking = self.placement.device.type == "cuda"
+        if non_blocking:
+            pixels = pixels.pin_memory()
+        batch = pixels.to(self.placement.device, non_blocking=non_blocking)
+        with self._lock:
+            self.forward_calls += 1
+            self.images_encoded += len(pixels)
+            features = self.model(batch.to(self.placement.dtype))
+        features = torch.nn.functional.normalize(features.float(), dim=-1)
+        return features.cpu()
+
+    def warm_up(self, batch_sizes: tuple[int, ...] = (1,)) -> float:
+        """Run forwards on zeros so first requests do not pay for lazy initialisation."""
+        start = time.perf_counter()
+        for size in batch_sizes:
+            self.encode(torch.zeros(size, 3, self.image_size, self.image_size))
+        seconds = time.perf_counter() - start
+        log.info("warmed up %s in %.2fs", self.backbone_id, seconds)
+        return seconds

@@ -1,0 +1,71 @@
+"""Every Prometheus metric of the service, with its buckets, in one place.
+
+One process per container (scale out with replicas), so the default registry is used.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, Summary
+
+PREFIX = "oclip"
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+POSITION_BUCKETS = tuple(round(i / 10, 1) for i in range(1, 11))
+
+REQUESTS = Counter(
+    f"{PREFIX}_requests_total", "HTTP requests answered.", ["route", "method", "status"]
+)
+REQUEST_SECONDS = Histogram(
+    f"{PREFIX}_request_duration_seconds",
+    "Time from request start to response.",
+    ["route"],
+    buckets=LATENCY_BUCKETS,
+)
+IN_FLIGHT = Gauge(f"{PREFIX}_requests_in_flight", "Requests being handled now.")
+ERRORS = Counter(f"{PREFIX}_errors_total", "Error responses by stable error code.", ["code"])
+
+PREPROCESS_SECONDS = Histogram(
+    f"{PREFIX}_preprocess_duration_seconds",
+    "Decode + resize + normalise time per image.",
+    ["backbone"],
+    buckets=STAGE_BUCKETS,
+)
+QUEUE_WAIT_SECONDS = Histogram(
+    f"{PREFIX}_queue_wait_seconds",
+    "Time an image waited for its forward pass.",
+    ["backbone"],
+    buckets=STAGE_BUCKETS,
+)
+INFERENCE_SECONDS = Histogram(
+    f"{PREFIX}_inference_duration_seconds",
+    "Vision-tower forward time per batch.",
+    ["backbone"],
+    buckets=STAGE_BUCKETS,
+)
+BATCH_SIZE = Histogram(
+    f"{PREFIX}_batch_size", "Images per forward pass.", ["backbone"], buckets=BATCH_BUCKETS
+)
+QUEUE_DEPTH = Gauge(
+    f"{PREFIX}_queue_depth", "Images queued or running in the encoder.", ["backbone"]
+)
+IMAGES = Counter(f"{PREFIX}_images_total", "Images predicted.", ["task"])
+PREDICTED_VALUE = Summary(
+    f"{PREFIX}_predicted_value", "Expected value predicted (mean = sum / count).", ["task"]
+)
+PREDICTED_POSITION = Histogram(
+    f"{PREFIX}_predicted_position",
+    "Expected value as a fraction of the task's range (0 = lowest rank, 1 = highest).",
+    ["task"],
+    buckets=POSITION_BUCKETS,
+)
+MODEL_INFO = Gauge(
+    f"{PREFIX}_model_info",
+    "1 for each served task version.",
+    ["task", "version", "backbone", "device", "precision"],
+)
+MODEL_LOAD_SECONDS = Gauge(
+    f"{PREFIX}_model_load_seconds", "Time to load, build and warm up the registry."
+)
+READY = Gauge(f"{PREFIX}_ready", "1 when every task is loaded and warmed up.")

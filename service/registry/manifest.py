@@ -1,0 +1,79 @@
+"""The JSON manifests that describe registry artifacts (see ``model_store/README.md``)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+FORMAT_VERSION = 1
+
+
+class WeightsSource(BaseModel):
+    """Where a backbone's weights came from: an open_clip pretrained tag, a file, or random."""
+
+    kind: Literal["pretrained", "random", "fine-tuned"]
+    tag: str | None = None
+    seed: int | None = None
+    note: str | None = None
+
+
+class Preprocess(BaseModel):
+    """open_clip's eval transform settings; they travel with the backbone."""
+
+    image_size: int = Field(gt=0)
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: Literal["bicubic", "bilinear"] = "bicubic"
+    resize_mode: Literal["shortest", "longest", "squash"] = "shortest"
+
+
+class BackboneManifest(BaseModel):
+    """A CLIP vision tower: ``visual.safetensors`` plus this manifest."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format_version: int = FORMAT_VERSION
+    kind: Literal["backbone"] = "backbone"
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    architecture: str
+    embed_dim: int = Field(gt=0)
+    vision_cfg: dict[str, Any]
+    quick_gelu: bool = False
+    weights: WeightsSource
+    preprocess: Preprocess
+    files: dict[str, str] = Field(description="file name -> sha256 hex digest")
+    created_at: str | None = None
+
+
+class TaskManifest(BaseModel):
+    """An ordinal task: ``prototypes.safetensors`` (R x D, L2-normalised) plus this manifest."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format_version: int = FORMAT_VERSION
+    kind: Literal["task"] = "task"
+    task: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
+    version: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    backbone: str
+    values: list[float] = Field(min_length=2)
+    labels: list[str] | None = None
+    unit: str | None = None
+    description: str | None = None
+    logit_scale: float = Field(gt=0, description="s in softmax(s * cos), not its log")
+    files: dict[str, str]
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    provenance: dict[str, Any] = Field(default_factory=dict)
+    created_at: str | None = None
+
+    @model_validator(mode="after")
+    def _check_ranks(self) -> TaskManifest:
+        if any(b <= a for a, b in zip(self.values, self.values[1:], strict=False)):
+            raise ValueError("values must be strictly increasing (they are ordered ranks)")
+        if self.labels is not None and len(self.labels) != len(self.values):
+            raise ValueError(f"{len(self.labels)} labels for {len(self.values)} values")
+        return self
+
+    @property
+    def num_ranks(self) -> int:
+        return len(self.values)
