@@ -31,7 +31,9 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(
         50_000_000, gt=0, description="Largest width*height, checked from the header."
     )
-    max_batch_size: int = Field(8, gt=0, description="Most images in one forward pass.")
+    max_batch_size: int = Field(
+        0, ge=0, description="Most images in one forward pass; 0 = measured at start-up."
+    )
     max_batch_delay_ms: float = Field(
         2.0, ge=0, description="Longest wait for more images after the first one of a batch."
     )

@@ -47,6 +47,9 @@ INFERENCE_SECONDS = Histogram(
 BATCH_SIZE = Histogram(
     f"{PREFIX}_batch_size", "Images per forward pass.", ["backbone"], buckets=BATCH_BUCKETS
 )
+MAX_BATCH_SIZE = Gauge(
+    f"{PREFIX}_max_batch_size", "Batch-size limit in force (set or calibrated).", ["backbone"]
+)
 QUEUE_DEPTH = Gauge(
     f"{PREFIX}_queue_depth", "Images queued or running in the encoder.", ["backbone"]
 )

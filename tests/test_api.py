@@ -194,7 +194,10 @@ def test_text_field_named_image(server: RunningServer) -> None:
     with server.client() as client:
         response = client.post(
             "/v1/age/predict",
-            content=b'--XX\r\nContent-Disposition: form-data; name="image"\r\n\r\nnot a file\r\n--XX--\r\n',
+            content=(
+                b'--XX\r\nContent-Disposition: form-data; name="image"\r\n\r\n'
+                b"not a file\r\n--XX--\r\n"
+            ),
             headers={"content-type": "multipart/form-data; boundary=XX"},
         )
     assert_error(response, 422, "invalid_request")

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from service import metrics
 from service.config import Settings
-from service.engine.device import resolve_placement
+from service.engine.device import configure_threads, resolve_placement
 from service.engine.engine import InferenceEngine
 from service.errors import NotReady, ServiceError
 from service.registry import ModelStore
@@ -22,10 +22,13 @@ def load_engine(settings: Settings) -> InferenceEngine:
     start = time.perf_counter()
     snapshot = ModelStore(settings.model_store).load_active()
     placement = resolve_placement(settings.device, settings.precision)
+    configure_threads(settings.torch_threads)
     engine = InferenceEngine(snapshot, placement, settings)
-    engine.warm_up()
+    engine.warm_up(calibrate=settings.max_batch_size == 0)
     seconds = time.perf_counter() - start
     metrics.MODEL_LOAD_SECONDS.set(seconds)
+    for backbone_id, runtime in engine.backbones.items():
+        metrics.MAX_BATCH_SIZE.labels(backbone_id).set(runtime.batcher.max_batch_size)
     for name, task in engine.tasks.items():
         manifest = task.manifest
         metrics.MODEL_INFO.labels(

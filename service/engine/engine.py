@@ -73,7 +73,7 @@ class BackboneRuntime:
         self.batcher = MicroBatcher(
             self.tower.encode,
             name=self.id,
-            max_batch_size=settings.max_batch_size,
+            max_batch_size=settings.max_batch_size or 1,
             max_batch_delay_s=settings.max_batch_delay_ms / 1000.0,
             max_queued=settings.max_queued_images,
             on_batch=self._observe_batch,
@@ -108,9 +108,12 @@ class InferenceEngine:
             settings.preprocess_workers, thread_name_prefix="preprocess"
         )
 
-    def warm_up(self) -> None:
+    def warm_up(self, calibrate: bool = False) -> None:
+        """Warm every tower; with ``calibrate``, also measure and set its best batch size."""
         for runtime in self.backbones.values():
             runtime.tower.warm_up()
+            if calibrate:
+                runtime.batcher.max_batch_size = runtime.tower.calibrate_batch_size()
 
     def task(self, name: str) -> TaskRuntime:
         try:

@@ -53,6 +53,40 @@ class VisionTower:
         features = torch.nn.functional.normalize(features.float(), dim=-1)
         return features.cpu()
 
+    def throughput(self, batch_size: int, repeats: int = 3) -> float:
+        """Images per second at ``batch_size`` (best of ``repeats`` after one untimed run)."""
+        pixels = torch.zeros(batch_size, 3, self.image_size, self.image_size)
+        self.encode(pixels)
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            self.encode(pixels)
+            best = min(best, time.perf_counter() - start)
+        return batch_size / best
+
+    def calibrate_batch_size(self, limit: int = 64, budget_s: float = 1.0) -> int:
+        """The smallest batch size within 5% of the best measured throughput.
+
+        Batches double from 1 while a batch takes under ``budget_s``: on a CPU batching buys
+        little and batch 1 usually wins; on a GPU throughput grows with the batch.
+        """
+        measured: dict[int, float] = {}
+        size = 1
+        while size <= limit:
+            measured[size] = self.throughput(size)
+            if size / measured[size] > budget_s:
+                break
+            size *= 2
+        best = max(measured.values())
+        chosen = min(s for s, rate in measured.items() if rate >= 0.95 * best)
+        log.info(
+            "batch-size calibration on %s: %s -> %d",
+            self.backbone_id,
+            ", ".join(f"{s}: {r:.1f} img/s" for s, r in measured.items()),
+            chosen,
+        )
+        return chosen
+
     def warm_up(self, batch_sizes: tuple[int, ...] = (1,)) -> float:
         """Run forwards on zeros so first requests do not pay for lazy initialisation."""
         start = time.perf_counter()
