@@ -32,10 +32,20 @@ lint: install
 test: install lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: install
+# Ray Serve, the established batching server the benchmark compares against, lives in its
+# own venv (its pins must not touch the service's); it sees the main venv's torch after its own.
+RAY_VENV := .bench/ray-venv
+$(RAY_VENV)/.installed: $(VENV)/.installed
+	$(PYTHON) -m venv $(RAY_VENV)
+	$(RAY_VENV)/bin/pip install --quiet --disable-pip-version-check 'ray[serve]==2.60.0'
+	$(BIN)/python -c "import site; print(site.getsitepackages()[0])" \
+	  > "$$($(RAY_VENV)/bin/python -c 'import site; print(site.getsitepackages()[0])')/zz_main_venv.pth"
+	touch $@
+
+bench: install $(RAY_VENV)/.installed
 	$(BIN)/python -m bench
 
-bench-quick: install
+bench-quick: install $(RAY_VENV)/.installed
 	$(BIN)/python -m bench --quick
 
 clean:

@@ -36,7 +36,7 @@ class Preprocessor:
     def __init__(self, settings: Preprocess, limits: ImageLimits) -> None:
         self.image_size = settings.image_size
         self.limits = limits
-        self._transform: Callable[[Image.Image], torch.Tensor] = image_transform(
+        reference = image_transform(
             settings.image_size,
             is_train=False,
             mean=settings.mean,
@@ -44,9 +44,24 @@ class Preprocessor:
             resize_mode=settings.resize_mode,
             interpolation=settings.interpolation,
         )
+        # open_clip's geometric steps (resize, crop) run on the PIL image as they are; its
+        # ToTensor + Normalize are redone in numpy with the same float32 arithmetic, so the
+        # preprocessing threads never start torch's OpenMP thread teams, whose spinning
+        # would compete with the encoder's for the cores.
+        *geometric, to_tensor, normalize = reference.transforms
+        if type(normalize).__name__ != "Normalize" or "ToTensor" not in type(to_tensor).__name__:
+            raise TypeError(f"unexpected open_clip eval transform: {reference}")
+        self._geometric: list[Callable[[Image.Image], Image.Image]] = geometric
+        self._mean = np.asarray(settings.mean, dtype=np.float32)
+        self._std = np.asarray(settings.std, dtype=np.float32)
 
     def __call__(self, data: bytes, name: str = "image") -> torch.Tensor:
-        return self._transform(self.decode(data, name))
+        image = self.decode(data, name)
+        for step in self._geometric:
+            image = step(image)
+        pixels = np.asarray(image, dtype=np.float32) / np.float32(255)
+        normalised = (pixels - self._mean) / self._std
+        return torch.from_numpy(np.ascontiguousarray(normalised.transpose(2, 0, 1)))
 
     def decode(self, data: bytes, name: str = "image") -> Image.Image:
         """Open, check format and size from the header, then decode to upright RGB."""

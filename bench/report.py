@@ -1,0 +1,74 @@
+"""Turning bench results into a markdown table and a PNG plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+
+def _limit_around(results: dict[str, Any], server: str) -> float:
+    """The in-process limit measured before and after this server's runs, averaged: the
+    machine's speed drifts, so each server is compared with the limit of its own minutes."""
+    info = results["servers"][server]
+    return (info["limit_near"] + info["limit_after"]) / 2
+
+
+def markdown(results: dict[str, Any]) -> str:
+    limit = results["limit"]
+    by_batch = ", ".join(f"{b}: {r:.1f}" for b, r in limit["throughput_by_batch"].items())
+    header = "| server | image | concurrency | img/s | x limit | p50 ms | p95 ms | p99 ms "
+    lines = [
+        f"Machine: {results['machine']}",
+        f"Model: {results['model']} ({limit['device']}, {limit['precision']})",
+        "",
+        f"In-process limit: {limit['limit_img_s']:.1f} img/s "
+        f"(by batch: {by_batch}); "
+        f"one forward {limit['forward_batch1_ms']:.0f} ms; preprocessing "
+        + ", ".join(f"{k} {v:.1f} ms" for k, v in limit["preprocess_ms"].items()),
+        "",
+        header + "| statuses | client CPU |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for run in results["runs"]:
+        lines.append(
+            f"| {run['server']} | {run['image']} | {run['concurrency']} | {run['throughput']:.1f} "
+            f"| {run['throughput'] / _limit_around(results, run['server']):.2f} | {run['p50_ms']:.0f} "
+            f"| {run['p95_ms']:.0f} | {run['p99_ms']:.0f} | {run['statuses']} "
+            f"| {run['client_cpu']:.0%} |"
+        )
+    lines += ["", "| server | start-up to ready (s) | RSS after load (MB) |", "|---|---:|---:|"]
+    for name, info in results["servers"].items():
+        lines.append(
+            f"| {name} | {info['startup_s']:.1f} | {info.get('rss_mb', float('nan')):.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for run in results["runs"]:
+        groups.setdefault((run["server"], run["image"]), []).append(run)
+    for (server, image), runs in groups.items():
+        style = "-o" if image == "224px" else "--s"
+        xs = [r["concurrency"] for r in runs]
+        left.plot(xs, [r["throughput"] for r in runs], style, label=f"{server} {image}")
+        right.plot(xs, [r["p99_ms"] for r in runs], style, label=f"{server} {image}")
+    left.axhline(
+        results["limit"]["limit_img_s"], color="grey", linestyle=":", label="in-process limit"
+    )
+    for axis, title in ((left, "throughput (img/s)"), (right, "p99 latency (ms)")):
+        axis.set_xscale("log", base=2)
+        axis.set_xlabel("concurrent clients")
+        axis.set_title(title)
+        axis.grid(alpha=0.3)
+    right.set_yscale("log")
+    left.legend(fontsize=7)
+    figure.suptitle(f"{results['model']} on {results['machine']}", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
