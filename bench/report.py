@@ -35,9 +35,10 @@ def markdown(results: dict[str, Any]) -> str:
         "|---|---|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for run in results["runs"]:
+        ratio = run["throughput"] / _limit_around(results, run["server"])
         lines.append(
             f"| {run['server']} | {run['image']} | {run['concurrency']} | {run['throughput']:.1f} "
-            f"| {run['throughput'] / _limit_around(results, run['server']):.2f} | {run['p50_ms']:.0f} "
+            f"| {ratio:.2f} | {run['p50_ms']:.0f} "
             f"| {run['p95_ms']:.0f} | {run['p99_ms']:.0f} | {run['statuses']} "
             f"| {run['client_cpu']:.0%} |"
         )
