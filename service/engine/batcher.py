@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from service.errors import Overloaded, ShuttingDown
+from service.errors import Overloaded, ShuttingDown, TooManyImages
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,10 @@ class MicroBatcher:
         """Queue a request's images together (all or none) and await their features."""
         if self._stopped:
             raise ShuttingDown("the service is shutting down")
+        if len(images) > self.max_queued:
+            raise TooManyImages(
+                f"{len(images)} images can never fit the encoder queue of {self.max_queued}"
+            )
         with self._pending_lock:
             if self._pending + len(images) > self.max_queued:
                 raise Overloaded(
