@@ -2,16 +2,31 @@
 
 demo      random-weight backbone + age/aesthetics/decade from its real text tower (offline)
 zeroshot  template-ensemble prototypes from pretrained CLIP weights (needs the weights)
+fit       learn OrdinalCLIP (or CoOp) rank prompts; publishes when --model-store is given
+evaluate  figures and a plot for a *published* task, through the server's engine code
+publish   publish the best epoch of a finished run directory
+synth     write a synthetic ordinal dataset (disk size = rank) in the list format
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 from pathlib import Path
+
+import torch
 
 from service.registry import ModelStore
 from service.trainer.architectures import TINY, build_clip
+from service.trainer.config import TrainConfig, add_flags, load_config
+from service.trainer.data import RankScale
+from service.trainer.evaluate import evaluate_published
+from service.trainer.loop import BEST, LOG, fit
+from service.trainer.model import OrdinalClip
+from service.trainer.publish import publish_trained
+from service.trainer.synthetic import write_synthetic
 from service.trainer.tasks import BUILTIN_TASKS, TaskSpec, parse_values
 from service.trainer.zeroshot import publish_zeroshot
 
@@ -63,7 +78,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="custom task template with '{}' for the rank word; repeatable",
     )
     zeroshot.add_argument("--unit", help="custom task unit")
+    fit = commands.add_parser("fit", help="learn rank prompts (torchrun-compatible)")
+    add_flags(fit)
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a published task")
+    evaluate.add_argument("--model-store", type=Path, required=True)
+    evaluate.add_argument("--task", required=True)
+    evaluate.add_argument("--version", help="default: the active version")
+    evaluate.add_argument("--list", type=Path, required=True, help="list file, CSV or folder")
+    evaluate.add_argument("--images-root", type=Path, default=Path("."))
+    evaluate.add_argument("--precision", default="fp32", help="fp32 (default) or bf16")
+    evaluate.add_argument("--plot", type=Path, help="write a PNG here")
+
+    publish = commands.add_parser("publish", aliases=["export"], help="publish a finished run")
+    publish.add_argument("--run", type=Path, required=True, help="the run's output folder")
+    publish.add_argument("--model-store", type=Path, required=True)
+
+    synth = commands.add_parser("synth", help="write a synthetic ordinal dataset")
+    synth.add_argument("--out", type=Path, required=True)
+    synth.add_argument("--ranks", type=int, default=10)
+    synth.add_argument("--train-per-rank", type=int, default=40)
+    synth.add_argument("--val-per-rank", type=int, default=10)
+    synth.add_argument("--size", type=int, default=48, help="image side in pixels")
+    synth.add_argument("--seed", type=int, default=0)
     return parser
+
+
+def is_main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0"
 
 
 def custom_spec(args: argparse.Namespace, name: str) -> TaskSpec:
@@ -82,9 +124,69 @@ def custom_spec(args: argparse.Namespace, name: str) -> TaskSpec:
     )
 
 
+def run_fit(args: argparse.Namespace) -> None:
+    config = load_config(args)
+    result = fit(config)
+    summary: dict[str, object] = {"best_epoch": result.best_epoch, **result.best_metrics}
+    if config.model_store is not None and is_main_process():
+        metrics = {**result.best_metrics, "best_epoch": result.best_epoch}
+        manifest = publish_trained(
+            ModelStore(config.model_store),
+            result.built,
+            result.model,
+            config,
+            result.scale,
+            metrics,
+        )
+        summary["published"] = f"{manifest.task} {manifest.version} on {manifest.backbone}"
+    if is_main_process():
+        print(json.dumps(summary, indent=2))
+
+
+def run_publish(args: argparse.Namespace) -> None:
+    config = TrainConfig.model_validate_json((args.run / "config.json").read_text())
+    built = build_clip(config.backbone, config.pretrained, seed=config.seed)
+    scale = RankScale(config.values(), config.label_list())
+    model = OrdinalClip(built, config, scale.num_ranks)
+    model.load_state_dict(
+        torch.load(args.run / BEST, map_location="cpu", weights_only=True), strict=False
+    )
+    history = [json.loads(line) for line in (args.run / LOG).read_text().splitlines()]
+    best = min(history, key=lambda record: record["val_mae_expected"])
+    metrics = {k.removeprefix("val_"): v for k, v in best.items() if k.startswith("val_")}
+    metrics["best_epoch"] = best["epoch"]
+    manifest = publish_trained(ModelStore(args.model_store), built, model, config, scale, metrics)
+    print(f"{manifest.task} {manifest.version} -> backbone {manifest.backbone}")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "fit":
+        run_fit(args)
+        return
+    if args.command in ("publish", "export"):
+        run_publish(args)
+        return
+    if args.command == "evaluate":
+        metrics = evaluate_published(
+            args.model_store,
+            args.task,
+            args.list,
+            args.images_root,
+            args.precision,
+            args.version,
+            args.plot,
+        )
+        print(json.dumps(metrics, indent=2))
+        return
+    if args.command == "synth":
+        per_rank = {"train": args.train_per_rank, "val": args.val_per_rank}
+        for split, path in write_synthetic(
+            args.out, args.ranks, per_rank, args.size, args.seed
+        ).items():
+            print(f"{split}: {path}")
+        return
     store = ModelStore(args.model_store)
     if args.command == "demo":
         if args.if_empty and store.task_names():
