@@ -45,4 +45,34 @@ class Settings(BaseSettings):
     interval_level: float = Field(
         0.9, gt=0, lt=1, description="Probability mass of the reported central interval."
     )
+    max_image_bytes: int = Field(25 * 1024 * 1024, gt=0, description="Largest single image part.")
+    accepted_formats: str = Field(
+        "JPEG,PNG,WEBP,GIF,BMP,TIFF", description="Comma-separated Pillow formats accepted."
+    )
+    request_timeout_s: float = Field(
+        30.0, gt=0, description="Deadline for one predict request; past it the answer is 504."
+    )
+    shutdown_grace_s: float = Field(
+        30.0, gt=0, description="On SIGTERM, longest wait for accepted requests to finish."
+    )
+    shutdown_delay_s: float = Field(
+        0.0,
+        ge=0,
+        description="On SIGTERM, keep answering 503 on /readyz this long before "
+        "exiting (time for a load balancer to notice).",
+    )
+    api_keys: str = Field("", description="Comma-separated API keys; empty = no auth.")
+    api_keys_file: Path | None = Field(None, description="File with one API key per line.")
     log_level: str = Field("info", description="Python logging level.")
+    log_format: Literal["json", "text"] = Field("json", description="Log line format.")
+
+    def load_api_keys(self) -> list[str]:
+        keys = [k.strip() for k in self.api_keys.split(",") if k.strip()]
+        if self.api_keys_file is not None:
+            lines = self.api_keys_file.read_text().splitlines()
+            keys += [k.strip() for k in lines if k.strip() and not k.startswith("#")]
+        return keys
+
+    def format_set(self) -> frozenset[str]:
+        names = {f.strip().upper() for f in self.accepted_formats.split(",") if f.strip()}
+        return frozenset(names | ({"MPO"} if "JPEG" in names else set()))

@@ -67,6 +67,18 @@ class ShuttingDown(ServiceError):
     code, status = "shutting_down", 503
 
 
+class DeadlineExceeded(ServiceError):
+    code, status = "deadline_exceeded", 504
+
+
+class Unauthorized(ServiceError):
+    code, status = "unauthorized", 401
+
+
+class ReloadFailed(ServiceError):
+    code, status = "reload_failed", 409
+
+
 class ArtifactError(ServiceError):
     """A registry artifact is missing, tampered with or inconsistent."""
 
@@ -86,5 +98,8 @@ ERROR_TABLE: list[type[ServiceError]] = [
     Overloaded,
     NotReady,
     ShuttingDown,
+    DeadlineExceeded,
+    Unauthorized,
+    ReloadFailed,
     ArtifactError,
 ]

@@ -15,7 +15,7 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 POSITION_BUCKETS = tuple(round(i / 10, 1) for i in range(1, 11))
 
 REQUESTS = Counter(
-    f"{PREFIX}_requests_total", "HTTP requests answered.", ["route", "method", "status"]
+    f"{PREFIX}_requests_total", "HTTP requests answered.", ["route", "task", "method", "status"]
 )
 REQUEST_SECONDS = Histogram(
     f"{PREFIX}_request_duration_seconds",
@@ -71,4 +71,5 @@ MODEL_INFO = Gauge(
 MODEL_LOAD_SECONDS = Gauge(
     f"{PREFIX}_model_load_seconds", "Time to load, build and warm up the registry."
 )
+RELOADS = Counter(f"{PREFIX}_reloads_total", "Registry reloads by result.", ["result"])
 READY = Gauge(f"{PREFIX}_ready", "1 when every task is loaded and warmed up.")

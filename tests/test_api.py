@@ -151,7 +151,10 @@ def test_metrics_exposition(server: RunningServer) -> None:
     with server.client() as client:
         post_images(client, "/v1/age/predict", [("a.jpg", images.jpeg(), "image/jpeg")])
         text = client.get("/metrics").text
-    assert 'oclip_requests_total{method="POST",route="/v1/{task}/predict",status="200"}' in text
+    assert (
+        'oclip_requests_total{method="POST",route="/v1/{task}/predict",status="200",task="age"}'
+        in text
+    )
     assert 'oclip_images_total{task="age"}' in text
     assert "oclip_batch_size_bucket" in text
     assert 'oclip_model_info{backbone="tiny-random-s0"' in text

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from service import __version__
 from service.api.errors import install_error_handlers
 from service.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
-from service.api.routes import health, models, predict
+from service.api.routes import admin, health, models, predict
 from service.api.state import ServiceState
 from service.config import Settings
 
@@ -33,9 +33,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.service = state
+    app.state.api_keys = [key.encode() for key in settings.load_api_keys()]
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_middleware(RequestContextMiddleware)
-    for router in (predict.router, models.router, health.router):
+    for router in (predict.router, models.router, admin.router, health.router):
         app.include_router(router)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
@@ -11,6 +12,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service import metrics
 from service.api.errors import error_response
 from service.errors import PayloadTooLarge
+from service.logs import request_id as current_request_id
+
+log = logging.getLogger("service.access")
 
 REQUEST_ID_HEADER = b"x-request-id"
 _SAFE_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
@@ -30,6 +34,7 @@ class RequestContextMiddleware:
         given = dict(scope["headers"]).get(REQUEST_ID_HEADER, b"")
         request_id = given if _SAFE_REQUEST_ID.match(given) else uuid.uuid4().hex.encode()
         scope.setdefault("state", {})["request_id"] = request_id.decode()
+        token = current_request_id.set(request_id.decode())
         status = 500
         start = time.perf_counter()
 
@@ -45,9 +50,19 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             metrics.IN_FLIGHT.dec()
+            seconds = time.perf_counter() - start
             route = getattr(scope.get("route"), "path", "unmatched")
-            metrics.REQUESTS.labels(route, scope["method"], str(status)).inc()
-            metrics.REQUEST_SECONDS.labels(route).observe(time.perf_counter() - start)
+            task = scope["state"].get("task", "")  # set by handlers for served tasks only
+            metrics.REQUESTS.labels(route, task, scope["method"], str(status)).inc()
+            metrics.REQUEST_SECONDS.labels(route).observe(seconds)
+            log.info(
+                "%s %s %d",
+                scope["method"],
+                scope["path"],
+                status,
+                extra={"status": status, "route": route, "duration_ms": round(seconds * 1000, 2)},
+            )
+            current_request_id.reset(token)
 
 
 class BodySizeLimitMiddleware:

@@ -126,6 +126,11 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
+class ReloadResponse(BaseModel):
+    status: str
+    models: list[ModelRef]
+
+
 class Health(BaseModel):
     status: str
     detail: str | None = None

@@ -22,7 +22,7 @@ from service.engine.device import Placement
 from service.engine.matching import Summary, rank_probabilities, summarize
 from service.engine.preprocess import ImageLimits, Preprocessor
 from service.engine.vision import VisionTower
-from service.errors import UnknownTask
+from service.errors import DeadlineExceeded, UnknownTask
 from service.registry import LoadedBackbone, LoadedTask, RegistrySnapshot
 from service.registry.manifest import TaskManifest
 
@@ -68,7 +68,12 @@ class BackboneRuntime:
         self.manifest = loaded.manifest
         self.tower = VisionTower(loaded, placement)
         self.preprocess = Preprocessor(
-            loaded.manifest.preprocess, ImageLimits(max_pixels=settings.max_image_pixels)
+            loaded.manifest.preprocess,
+            ImageLimits(
+                max_pixels=settings.max_image_pixels,
+                max_bytes=settings.max_image_bytes,
+                formats=settings.format_set(),
+            ),
         )
         self.batcher = MicroBatcher(
             self.tower.encode,
@@ -124,9 +129,26 @@ class InferenceEngine:
             ) from None
 
     async def predict(
+        self,
+        images: Sequence[NamedImage],
+        task_names: Sequence[str],
+        deadline_s: float | None = None,
+    ) -> list[dict[str, Summary]]:
+        """Per image, a summary for every task asked; one encoding per image and backbone.
+
+        Past ``deadline_s`` the request's queued images are withdrawn and it fails with
+        :class:`DeadlineExceeded`.
+        """
+        try:
+            return await asyncio.wait_for(self._predict(images, task_names), deadline_s)
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"no answer within the {deadline_s:g} s deadline; the service is saturated"
+            ) from None
+
+    async def _predict(
         self, images: Sequence[NamedImage], task_names: Sequence[str]
     ) -> list[dict[str, Summary]]:
-        """Per image, a summary for every task asked; one encoding per image and backbone."""
         tasks = {name: self.task(name) for name in task_names}
         groups: dict[str, list[str]] = {}
         for name, runtime in tasks.items():

@@ -28,6 +28,8 @@ Image.MAX_IMAGE_PIXELS = None
 @dataclass(frozen=True)
 class ImageLimits:
     max_pixels: int
+    max_bytes: int = 1 << 62
+    formats: frozenset[str] = ACCEPTED_FORMATS
 
 
 class Preprocessor:
@@ -65,7 +67,11 @@ class Preprocessor:
 
     def decode(self, data: bytes, name: str = "image") -> Image.Image:
         """Open, check format and size from the header, then decode to upright RGB."""
-        image = open_image(data, name)
+        if len(data) > self.limits.max_bytes:
+            raise ImageTooLarge(
+                f"{name}: {len(data)} bytes is more than the limit of {self.limits.max_bytes}"
+            )
+        image = open_image(data, name, self.limits.formats)
         width, height = image.size
         if width * height > self.limits.max_pixels:
             raise ImageTooLarge(
@@ -83,7 +89,7 @@ class Preprocessor:
             raise InvalidImage(f"{name}: the image data is corrupt or truncated ({exc})") from exc
 
 
-def open_image(data: bytes, name: str) -> Image.Image:
+def open_image(data: bytes, name: str, formats: frozenset[str] = ACCEPTED_FORMATS) -> Image.Image:
     if not data:
         raise InvalidImage(f"{name}: the file is empty")
     try:
@@ -97,8 +103,9 @@ def open_image(data: bytes, name: str) -> Image.Image:
         ) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidImage(f"{name}: the image header is corrupt ({exc})") from exc
-    if image.format not in ACCEPTED_FORMATS:
-        raise UnsupportedMediaType(f"{name}: format {image.format} is not accepted")
+    if image.format not in formats:
+        accepted = ", ".join(sorted(formats - {"MPO"}))
+        raise UnsupportedMediaType(f"{name}: format {image.format} is not accepted ({accepted})")
     return image
 
 

@@ -21,9 +21,12 @@ async def healthz() -> Health:
 @router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
 async def readyz(state: StateDep) -> JSONResponse:
     """200 only when every task is loaded and its backbone warmed up."""
-    if state.engine is not None:
+    if state.ready:
         return JSONResponse(Health(status="ready").model_dump(exclude_none=True))
-    body = Health(status="failed" if state.load_error else "loading", detail=state.load_error)
+    if state.draining:
+        body = Health(status="draining", detail="shutting down; finishing accepted requests")
+    else:
+        body = Health(status="failed" if state.load_error else "loading", detail=state.load_error)
     return JSONResponse(body.model_dump(exclude_none=True), status_code=503)
 
 

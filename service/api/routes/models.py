@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.api.deps import EngineDep
+from service.api.deps import Authenticated, EngineDep
 from service.api.schemas import BackboneInfo, ErrorResponse, ModelInfo, ModelList
 from service.engine.engine import InferenceEngine
 
-router = APIRouter(prefix="/v1/models", tags=["models"])
+router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=[Authenticated])
 
 
 def _info(engine: InferenceEngine, task: str) -> ModelInfo:
@@ -30,7 +30,11 @@ def _info(engine: InferenceEngine, task: str) -> ModelInfo:
     )
 
 
-@router.get("", response_model=ModelList, responses={503: {"model": ErrorResponse}})
+@router.get(
+    "",
+    response_model=ModelList,
+    responses={401: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+)
 async def list_models(engine: EngineDep) -> ModelList:
     """Every served task with its rank values, labels, version and backbone."""
     return ModelList(models=[_info(engine, name) for name in sorted(engine.tasks)])
@@ -39,7 +43,7 @@ async def list_models(engine: EngineDep) -> ModelList:
 @router.get(
     "/{task}",
     response_model=ModelInfo,
-    responses={404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+    responses={s: {"model": ErrorResponse} for s in (401, 404, 503)},
 )
 async def get_model(task: str, engine: EngineDep) -> ModelInfo:
     """One task's metadata, metrics and provenance."""

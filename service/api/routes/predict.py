@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from service.api.deps import EngineDep, SettingsDep
+from service.api.deps import Authenticated, EngineDep, SettingsDep
 from service.api.schemas import (
     ErrorResponse,
     ImagePredictions,
@@ -18,9 +18,11 @@ from service.api.schemas import (
 from service.api.uploads import IMAGE_UPLOAD_OPENAPI, read_images
 from service.errors import InvalidRequest
 
-router = APIRouter(prefix="/v1", tags=["predict"])
+router = APIRouter(prefix="/v1", tags=["predict"], dependencies=[Authenticated])
 
-ERRORS = {status: {"model": ErrorResponse} for status in (400, 404, 413, 415, 422, 429, 503)}
+ERRORS = {
+    status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 415, 422, 429, 503, 504)
+}
 DistributionFlag = Annotated[
     bool, Query(description="Include the full probability distribution over ranks")
 ]
@@ -42,8 +44,9 @@ async def predict_task(
 ) -> TaskPredictResponse:
     """Predict one ordinal task (e.g. ``age``) for each uploaded image, in upload order."""
     manifest = engine.task(task).manifest
+    request.state.task = task  # a served task: a bounded metric label
     images = await read_images(request, settings.max_images_per_request)
-    summaries = await engine.predict(images, [task])
+    summaries = await engine.predict(images, [task], settings.request_timeout_s)
     return TaskPredictResponse(
         task=task,
         model=ModelRef.of(manifest),
@@ -73,8 +76,9 @@ async def predict_tasks(
     """Predict several tasks per image; tasks sharing a backbone share one encoding."""
     names = sorted(engine.tasks) if tasks is None else _parse_task_list(tasks)
     manifests = {name: engine.task(name).manifest for name in names}
+    request.state.task = "multi"
     images = await read_images(request, settings.max_images_per_request)
-    summaries = await engine.predict(images, names)
+    summaries = await engine.predict(images, names, settings.request_timeout_s)
     return MultiPredictResponse(
         tasks=names,
         models={name: ModelRef.of(m) for name, m in manifests.items()},
