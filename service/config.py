@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     interval_level: float = Field(
         0.9, gt=0, lt=1, description="Probability mass of the reported central interval."
     )
+    max_aspect_ratio: float = Field(
+        20.0, ge=1, description="Longest side / shortest side; resizing the shortest side of "
+        "a thinner image to the model's size would take unbounded memory."
+    )
     max_image_bytes: int = Field(25 * 1024 * 1024, gt=0, description="Largest single image part.")
     accepted_formats: str = Field(
         "JPEG,PNG,WEBP,GIF,BMP,TIFF", description="Comma-separated Pillow formats accepted."

@@ -72,6 +72,7 @@ class BackboneRuntime:
             ImageLimits(
                 max_pixels=settings.max_image_pixels,
                 max_bytes=settings.max_image_bytes,
+                max_aspect_ratio=settings.max_aspect_ratio,
                 formats=settings.format_set(),
             ),
         )

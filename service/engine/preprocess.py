@@ -29,6 +29,7 @@ Image.MAX_IMAGE_PIXELS = None
 class ImageLimits:
     max_pixels: int
     max_bytes: int = 1 << 62
+    max_aspect_ratio: float = 20.0
     formats: frozenset[str] = ACCEPTED_FORMATS
 
 
@@ -77,6 +78,11 @@ class Preprocessor:
             raise ImageTooLarge(
                 f"{name}: {width}x{height} is {width * height} pixels, "
                 f"more than the limit of {self.limits.max_pixels}"
+            )
+        if max(width, height) > self.limits.max_aspect_ratio * max(min(width, height), 1):
+            raise InvalidImage(
+                f"{name}: {width}x{height} is more elongated than the limit of "
+                f"{self.limits.max_aspect_ratio:g}:1"
             )
         if image.format in ("JPEG", "MPO"):
             # Decode at 1/2, 1/4 or 1/8 scale when the image is far larger than needed.
