@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: install demo serve test lint bench bench-quick clean
+.PHONY: install demo serve test lint soak bench bench-quick clean
 
 install: $(VENV)/.installed
 
@@ -41,6 +41,10 @@ $(RAY_VENV)/.installed: $(VENV)/.installed
 	$(BIN)/python -c "import site; print(site.getsitepackages()[0])" \
 	  > "$$($(RAY_VENV)/bin/python -c 'import site; print(site.getsitepackages()[0])')/zz_main_venv.pth"
 	touch $@
+
+## The load, soak and fuzz tests at full length (CI runs them shortened).
+soak: install
+	OCLIP_SOAK_REQUESTS=20000 OCLIP_FUZZ_EXAMPLES=200 $(BIN)/python -m pytest tests/test_load.py -s
 
 bench: install $(RAY_VENV)/.installed
 	$(BIN)/python -m bench

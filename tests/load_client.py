@@ -1,0 +1,56 @@
+"""A small asynchronous load generator for the lifecycle and load tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import httpx
+
+
+@dataclass
+class Outcome:
+    statuses: Counter[str] = field(default_factory=Counter)
+    latencies: list[float] = field(default_factory=list)  # seconds, 200s only
+    versions: list[str] = field(default_factory=list)  # model version of each 200, in order
+    answers: list[float] = field(default_factory=list)  # expected value of each 200
+    transport_errors: list[str] = field(default_factory=list)
+
+
+async def hammer(
+    url: str,
+    files: list,
+    clients: int,
+    seconds: float,
+    stop_on_status: int | None = None,
+    headers: dict[str, str] | None = None,
+) -> Outcome:
+    """``clients`` loops posting ``files`` for ``seconds``; a loop ends early on
+    ``stop_on_status`` (a polite client backing off) or when the server is gone."""
+    outcome = Outcome()
+    deadline = time.monotonic() + seconds
+
+    async def loop(client: httpx.AsyncClient) -> None:
+        while time.monotonic() < deadline:
+            start = time.perf_counter()
+            try:
+                response = await client.post("/v1/age/predict", files=files, headers=headers)
+            except httpx.ConnectError:
+                return  # nothing listens any more: not an accepted request
+            except httpx.HTTPError as exc:
+                outcome.transport_errors.append(repr(exc))
+                return
+            outcome.statuses[str(response.status_code)] += 1
+            if response.status_code == 200:
+                outcome.latencies.append(time.perf_counter() - start)
+                body = response.json()
+                outcome.versions.append(body["model"]["version"])
+                outcome.answers.append(body["predictions"][0]["expected"])
+            if response.status_code == stop_on_status:
+                return
+
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        await asyncio.gather(*(loop(client) for _ in range(clients)))
+    return outcome

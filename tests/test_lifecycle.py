@@ -1,0 +1,123 @@
+"""Shutdown and hot reload under load, through the real server process."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+
+from service.registry import ModelStore
+from service.registry.store import ACTIVE_POINTER, PROTOTYPES_FILE
+from tests import corpus, images
+from tests.load_client import hammer
+from tests.server_process import start_server, stop_server
+
+pytestmark = pytest.mark.slow
+FILES = corpus.part(images.jpeg())
+
+
+@pytest.fixture
+def store(tiny_store: Path, tmp_path: Path) -> ModelStore:
+    copy = tmp_path / "store"
+    shutil.copytree(tiny_store, copy)
+    return ModelStore(copy)
+
+
+def publish_age_version(store: ModelStore, seed: int, activate: bool = True) -> str:
+    current = store.load_task("age").manifest
+    manifest = current.model_copy(update={"version": store.next_version("age")})
+    prototypes = torch.randn(101, 32, generator=torch.Generator().manual_seed(seed))
+    return store.write_task_version(manifest, prototypes, activate=activate).version
+
+
+def test_sigterm_under_load_answers_every_accepted_request(
+    store: ModelStore, tmp_path: Path
+) -> None:
+    server = start_server(store.root, tmp_path / "log", {"OCLIP_SHUTDOWN_DELAY_S": "0.5"})
+
+    async def scenario() -> tuple:
+        load = asyncio.ensure_future(hammer(server.url, FILES, 12, 20, stop_on_status=503))
+        await asyncio.sleep(1.5)
+        server.process.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.1)
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+            ready = await client.get("/readyz")
+        return await load, ready
+
+    outcome, ready = asyncio.run(scenario())
+    exit_code = server.process.wait(timeout=60)
+    assert exit_code == 0, server.log_text()[-3000:]
+    assert ready.status_code == 503 and ready.json()["status"] == "draining"
+    assert outcome.transport_errors == []  # no accepted request was dropped
+    assert set(outcome.statuses) <= {"200", "503"}
+    assert outcome.statuses["200"] > 10
+    assert len(set(round(a, 6) for a in outcome.answers)) == 1  # every answer correct
+
+
+def test_reload_under_load_fails_no_request(store: ModelStore, tmp_path: Path) -> None:
+    server = start_server(store.root, tmp_path / "log")
+
+    async def scenario() -> tuple:
+        load = asyncio.ensure_future(hammer(server.url, FILES, 8, 4))
+        await asyncio.sleep(1.0)
+        publish_age_version(store, seed=1)
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+            reloaded = await client.post("/admin/reload")
+        return await load, reloaded
+
+    try:
+        outcome, reloaded = asyncio.run(scenario())
+    finally:
+        stop_server(server)
+    assert reloaded.status_code == 200, reloaded.text
+    assert {m["task"]: m["version"] for m in reloaded.json()["models"]}["age"] == "v2"
+    assert outcome.transport_errors == []
+    assert set(outcome.statuses) == {"200"}
+    assert outcome.versions[0] == "v1" and outcome.versions[-1] == "v2"
+    switch = outcome.versions.index("v2")
+    assert set(outcome.versions[switch:]) == {"v2"}  # an atomic swap: never back to v1
+
+
+def test_broken_artifact_is_rejected_and_old_models_keep_serving(
+    store: ModelStore, tmp_path: Path
+) -> None:
+    server = start_server(store.root, tmp_path / "log")
+    try:
+        broken = publish_age_version(store, seed=2, activate=False)
+        path = store.version_dir("age", broken) / PROTOTYPES_FILE
+        path.write_bytes(path.read_bytes()[:-4] + b"\0\0\0\0")
+        (store.task_dir("age") / ACTIVE_POINTER).write_text(broken + "\n")  # bypass the checks
+        with server.client() as client:
+            refused = client.post("/admin/reload")
+            still = client.post("/v1/age/predict", files=FILES)
+            text = client.get("/metrics").text
+    finally:
+        stop_server(server)
+    assert refused.status_code == 409
+    assert refused.json()["error"]["code"] == "reload_failed"
+    assert "checksum mismatch" in refused.json()["error"]["message"]
+    assert PROTOTYPES_FILE in refused.json()["error"]["message"]
+    assert still.status_code == 200 and still.json()["model"]["version"] == "v1"
+    assert 'oclip_reloads_total{result="failure"} 1.0' in text
+    assert "reload rejected" in server.log_text()
+
+
+def test_sighup_reloads(store: ModelStore, tmp_path: Path) -> None:
+    server = start_server(store.root, tmp_path / "log")
+    try:
+        publish_age_version(store, seed=3)
+        server.process.send_signal(signal.SIGHUP)
+        deadline, version = time.monotonic() + 30, "v1"
+        with server.client() as client:
+            while version != "v2" and time.monotonic() < deadline:
+                version = client.get("/v1/models/age").json()["version"]
+                time.sleep(0.1)
+    finally:
+        stop_server(server)
+    assert version == "v2"
