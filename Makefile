@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: install demo serve test lint soak bench bench-quick clean
+.PHONY: install system-deps demo serve test test-docker lint soak bench bench-quick clean
 
 install: $(VENV)/.installed
 
@@ -29,8 +29,19 @@ lint: install
 	$(BIN)/ruff check service tests bench
 	$(BIN)/ruff format --check service tests bench
 
-test: install lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+system-deps:
+	scripts/system-deps.sh
+
+test: install system-deps lint
+	$(BIN)/python -m pytest -m "not docker" $(PYTEST_ARGS)
+
+# A local folder of wheels served to the image build (optional; speeds up the torch install).
+OCLIP_DOCKER_WHEELS ?= $(wildcard /opt/pypi-more/files)
+
+## Build the Docker image here (private dockerd, local base image) and get a prediction from it.
+test-docker: install
+	OCLIP_DOCKER_WHEELS=$(OCLIP_DOCKER_WHEELS) \
+	$(BIN)/python -m pytest -m docker -s $(PYTEST_ARGS)
 
 # Ray Serve, the established batching server the benchmark compares against, lives in its
 # own venv (its pins must not touch the service's); it sees the main venv's torch after its own.

@@ -50,6 +50,9 @@ BATCH_SIZE = Histogram(
 MAX_BATCH_SIZE = Gauge(
     f"{PREFIX}_max_batch_size", "Batch-size limit in force (set or calibrated).", ["backbone"]
 )
+MAX_QUEUED_IMAGES = Gauge(
+    f"{PREFIX}_max_queued_images", "Queue bound: past it requests get 429.", ["backbone"]
+)
 QUEUE_DEPTH = Gauge(
     f"{PREFIX}_queue_depth", "Images queued or running in the encoder.", ["backbone"]
 )

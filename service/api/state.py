@@ -52,6 +52,7 @@ def _publish_info(engine: InferenceEngine) -> None:
     metrics.MODEL_INFO.clear()
     for backbone_id, runtime in engine.backbones.items():
         metrics.MAX_BATCH_SIZE.labels(backbone_id).set(runtime.batcher.max_batch_size)
+        metrics.MAX_QUEUED_IMAGES.labels(backbone_id).set(runtime.batcher.max_queued)
     placement = engine.placement
     for name, task in engine.tasks.items():
         manifest = task.manifest

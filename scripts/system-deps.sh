@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Debian tools the tests drive for real: Prometheus + promtool (scrape and lint tests) and
+# docker-compose 1.x (compose file validation). Installs only what is missing; needs root.
+set -euo pipefail
+missing=()
+command -v promtool >/dev/null && command -v prometheus >/dev/null || missing+=(prometheus)
+command -v docker-compose >/dev/null || missing+=(docker-compose)
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+  echo "missing Debian packages: ${missing[*]} (run: sudo apt-get install ${missing[*]})" >&2
+  exit 1
+fi
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
