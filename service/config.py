@@ -46,8 +46,10 @@ class Settings(BaseSettings):
         0.9, gt=0, lt=1, description="Probability mass of the reported central interval."
     )
     max_aspect_ratio: float = Field(
-        20.0, ge=1, description="Longest side / shortest side; resizing the shortest side of "
-        "a thinner image to the model's size would take unbounded memory."
+        20.0,
+        ge=1,
+        description="Longest side / shortest side; resizing the shortest side of "
+        "a thinner image to the model's size would take unbounded memory.",
     )
     max_image_bytes: int = Field(25 * 1024 * 1024, gt=0, description="Largest single image part.")
     accepted_formats: str = Field(

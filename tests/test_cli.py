@@ -70,3 +70,9 @@ def test_zeroshot_custom_task_needs_values_and_templates(tmp_path: Path) -> None
     )
     assert result.returncode != 0
     assert "tiny" in result.stderr  # the tiny architecture has no pretrained weights
+
+
+def test_readme_documents_every_setting() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for name in Settings.model_fields:
+        assert f"OCLIP_{name.upper()}" in readme, name

@@ -8,7 +8,6 @@ import math
 import random
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -144,161 +143,188 @@ def fit(config: TrainConfig) -> FitResult:
 
 
 def _fit(config: TrainConfig, context: DistContext, device: torch.device) -> FitResult:
-    scale = RankScale(config.values(), config.label_list())
-    built = build_clip(config.backbone, config.pretrained, seed=config.seed)
-    model = OrdinalClip(built, config, scale.num_ranks).to(device)
-    cfg = built.preprocess
-    size = cfg.size if isinstance(cfg.size, int) else int(cfg.size[0])
-    eval_tf = image_transform(size, is_train=False, mean=cfg.mean, std=cfg.std)
-    train_samples = read_samples(
-        config.train, config.images_root, scale.num_ranks, config.strict_data
-    )
-    if config.shots:
-        train_samples = few_shot(train_samples, config.shots, config.seed)
-    val_samples = read_samples(config.val, config.images_root, scale.num_ranks, config.strict_data)
-    cached = config.image_encoder == "frozen"
-    if cached:  # the frozen encoder sees each image once; epochs cost only the text side
-        model.eval()
-        train_set: Any = encode_all(model, ImageDataset(train_samples, eval_tf), device)
-        val_set: Any = encode_all(model, ImageDataset(val_samples, eval_tf), device)
-    else:
-        train_set = ImageDataset(train_samples, train_transform(size, cfg.mean, cfg.std))
-        val_set = ImageDataset(val_samples, eval_tf)
-    if config.batch_size % context.world_size:
-        raise ValueError(
-            f"batch size {config.batch_size} is not divisible by {context.world_size} processes"
+    return Trainer(config, context, device).run()
+
+
+@dataclass
+class Progress:
+    epoch: int = 0  # epochs done
+    best_mae: float = math.inf
+    best_epoch: int = -1
+    best_metrics: dict[str, float] = field(default_factory=dict)
+
+
+class Trainer:
+    """One training run: data and model set up in ``__init__``, epochs in :meth:`run`."""
+
+    def __init__(self, config: TrainConfig, context: DistContext, device: torch.device) -> None:
+        self.config, self.context, self.device = config, context, device
+        self.scale = RankScale(config.values(), config.label_list())
+        self.values = np.asarray(self.scale.values, dtype=np.float64)
+        self.built = build_clip(config.backbone, config.pretrained, seed=config.seed)
+        self.model = OrdinalClip(self.built, config, self.scale.num_ranks).to(device)
+        self.cached = config.image_encoder == "frozen"
+        train_set, val_set = self._datasets()
+        if config.batch_size % context.world_size:
+            raise ValueError(
+                f"batch size {config.batch_size} is not divisible by {context.world_size} processes"
+            )
+        self.sampler: DistributedSampler[Any] = DistributedSampler(
+            train_set, context.world_size, context.rank, shuffle=True, seed=config.seed
         )
-    sampler = DistributedSampler(
-        train_set, context.world_size, context.rank, shuffle=True, seed=config.seed
-    )
-    train_loader = DataLoader(
-        train_set,
-        batch_size=config.batch_size // context.world_size,
-        sampler=sampler,
-        drop_last=True,
-        num_workers=config.workers,
-    )
-    if len(train_loader) == 0:
-        raise ValueError(
-            f"{len(train_set)} training samples make no full batch of {config.batch_size}"
+        self.train_loader = DataLoader(
+            train_set,
+            batch_size=config.batch_size // context.world_size,
+            sampler=self.sampler,
+            drop_last=True,
+            num_workers=config.workers,
         )
-    val_loader = DataLoader(val_set, batch_size=64, num_workers=config.workers)
-    wrapped: torch.nn.Module = DistributedDataParallel(model) if context.enabled else model
-    optimizer = make_optimizer(config, model.trainable_parameters())
-    steps = config.epochs * len(train_loader)
-    scheduler = cosine_with_warmup(
-        optimizer, round(config.warmup_epochs * len(train_loader)), steps
-    )
-    amp = device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    values = np.asarray(scale.values, dtype=np.float64)
-    config.output.mkdir(parents=True, exist_ok=True)
-    (config.output / "config.json").write_text(config.model_dump_json(indent=2) + "\n")
-    start_epoch, best_mae, best_epoch, best_metrics = 0, math.inf, -1, {}
-    if config.resume and (config.output / CHECKPOINT).is_file():
-        state = torch.load(config.output / CHECKPOINT, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"], strict=False)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch, best_mae, best_epoch = (
-            state["epoch"] + 1,
-            state["best_mae"],
-            state["best_epoch"],
+        if len(self.train_loader) == 0:
+            raise ValueError(
+                f"{len(train_set)} training samples make no full batch of {config.batch_size}"
+            )
+        self.val_loader = DataLoader(val_set, batch_size=64, num_workers=config.workers)
+        self.wrapped: torch.nn.Module = (
+            DistributedDataParallel(self.model) if context.enabled else self.model
         )
-        log.info("resumed from epoch %d", state["epoch"])
-    history = []
-    for epoch in range(start_epoch, config.epochs):
-        sampler.set_epoch(epoch)
-        if not cached:
-            model.train()
+        self.optimizer = make_optimizer(config, self.model.trainable_parameters())
+        steps_per_epoch = len(self.train_loader)
+        self.scheduler = cosine_with_warmup(
+            self.optimizer,
+            round(config.warmup_epochs * steps_per_epoch),
+            config.epochs * steps_per_epoch,
+        )
+        self.amp = device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+
+    def _datasets(self) -> tuple[Any, Any]:
+        config, cfg = self.config, self.built.preprocess
+        size = cfg.size if isinstance(cfg.size, int) else int(cfg.size[0])
+        eval_tf = image_transform(size, is_train=False, mean=cfg.mean, std=cfg.std)
+        ranks = self.scale.num_ranks
+        train = read_samples(config.train, config.images_root, ranks, config.strict_data)
+        if config.shots:
+            train = few_shot(train, config.shots, config.seed)
+        val = read_samples(config.val, config.images_root, ranks, config.strict_data)
+        if not self.cached:
+            return ImageDataset(train, train_transform(size, cfg.mean, cfg.std)), ImageDataset(
+                val, eval_tf
+            )
+        # A frozen encoder sees each image once; epochs then cost only the text side.
+        self.model.eval()
+        return (
+            encode_all(self.model, ImageDataset(train, eval_tf), self.device),
+            encode_all(self.model, ImageDataset(val, eval_tf), self.device),
+        )
+
+    def run(self) -> FitResult:
+        output = self.config.output
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "config.json").write_text(self.config.model_dump_json(indent=2) + "\n")
+        progress = self._resume()
+        history = []
+        for epoch in range(progress.epoch, self.config.epochs):
+            totals = self.train_epoch(epoch)
+            metrics = validate(self.model, self.val_loader, self.cached, self.device, self.values)
+            record = {
+                "epoch": epoch + 1,
+                "lr": self.scheduler.get_last_lr()[0],
+                **totals,
+                **{f"val_{k}": v for k, v in metrics.items()},
+            }
+            history.append(record)
+            improved = metrics["mae_expected"] < progress.best_mae
+            if improved:
+                progress = Progress(epoch + 1, metrics["mae_expected"], epoch + 1, metrics)
+            progress.epoch = epoch + 1
+            if self.context.is_main:
+                self._save_epoch(record, progress, improved)
+                log.info(
+                    "epoch %d: loss %.4f val MAE %.3f (best %.3f @ %d)",
+                    epoch + 1,
+                    totals.get("loss", 0),
+                    metrics["mae_expected"],
+                    progress.best_mae,
+                    progress.best_epoch,
+                )
+        if (output / BEST).is_file():
+            best = torch.load(output / BEST, map_location="cpu", weights_only=True)
+            self.model.load_state_dict(best, strict=False)
+            if not progress.best_metrics:
+                progress.best_metrics = validate(
+                    self.model, self.val_loader, self.cached, self.device, self.values
+                )
+        return FitResult(
+            self.built,
+            self.model.cpu(),
+            self.scale,
+            progress.best_epoch,
+            progress.best_metrics,
+            history,
+        )
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One pass over the training data; returns the epoch's mean loss parts."""
+        self.sampler.set_epoch(epoch)
+        if not self.cached:
+            self.model.train()
         totals: dict[str, float] = {}
+        steps = len(self.train_loader)
         bar = tqdm(
-            train_loader,
-            desc=f"epoch {epoch + 1}/{config.epochs}",
-            disable=not (context.is_main and sys.stderr.isatty()),
+            self.train_loader,
+            desc=f"epoch {epoch + 1}/{self.config.epochs}",
             leave=False,
+            disable=not (self.context.is_main and sys.stderr.isatty()),
         )
         for inputs, labels in bar:
-            inputs, labels = inputs.to(device), labels.to(device)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-                image, prototypes = wrapped(inputs, features=cached)
-                image, labels = gather(image, context), gather(labels, context)
-                logits = model.logit_scale * image.float() @ prototypes.float().T
-                loss, parts = ordinal_clip_loss(logits, labels, config.ce_weight, config.kl_weight)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if config.grad_clip:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.trainable_parameters(), config.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
+            parts = self._step(inputs.to(self.device), labels.to(self.device))
             for key, value in parts.items():
-                totals[key] = totals.get(key, 0.0) + value / len(train_loader)
+                totals[key] = totals.get(key, 0.0) + value / steps
             bar.set_postfix(loss=f"{parts['loss']:.3f}")
-        metrics = validate(model, val_loader, cached, device, values)
-        record = {
-            "epoch": epoch + 1,
-            "lr": scheduler.get_last_lr()[0],
-            **totals,
-            **{f"val_{k}": v for k, v in metrics.items()},
-        }
-        history.append(record)
-        improved = metrics["mae_expected"] < best_mae
-        if improved:
-            best_mae, best_epoch, best_metrics = metrics["mae_expected"], epoch + 1, metrics
-        if context.is_main:
-            _save_epoch(
-                config.output,
-                model,
-                optimizer,
-                scheduler,
-                record,
-                epoch,
-                best_mae,
-                best_epoch,
-                improved,
-            )
-            log.info(
-                "epoch %d: loss %.4f val MAE %.3f (best %.3f @ %d)",
-                epoch + 1,
-                totals.get("loss", 0),
-                metrics["mae_expected"],
-                best_mae,
-                best_epoch,
-            )
-    if (config.output / BEST).is_file():
-        best = torch.load(config.output / BEST, map_location="cpu", weights_only=True)
-        model.load_state_dict(best, strict=False)
-        if not best_metrics:
-            best_metrics = validate(model, val_loader, cached, device, values)
-    return FitResult(built, model.cpu(), scale, best_epoch, best_metrics, history)
+        return totals
 
+    def _step(self, inputs: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        config = self.config
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            image, prototypes = self.wrapped(inputs, features=self.cached)
+            # The loss sees the global batch: its text->image KL is over the whole batch.
+            image, labels = gather(image, self.context), gather(labels, self.context)
+            logits = self.model.logit_scale * image.float() @ prototypes.float().T
+            loss, parts = ordinal_clip_loss(logits, labels, config.ce_weight, config.kl_weight)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if config.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.trainable_parameters(), config.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return parts
 
-def _save_epoch(
-    output: Path,
-    model: OrdinalClip,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    record: dict[str, Any],
-    epoch: int,
-    best_mae: float,
-    best_epoch: int,
-    improved: bool,
-) -> None:
-    with (output / LOG).open("a") as handle:
-        handle.write(json.dumps(record) + "\n")
-    state = trainable_state(model)
-    torch.save(
-        {
+    def _resume(self) -> Progress:
+        path = self.config.output / CHECKPOINT
+        if not (self.config.resume and path.is_file()):
+            return Progress()
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        self.model.load_state_dict(state["model"], strict=False)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        log.info("resumed after epoch %d", state["epoch"] + 1)
+        return Progress(state["epoch"] + 1, state["best_mae"], state["best_epoch"])
+
+    def _save_epoch(self, record: dict[str, Any], progress: Progress, improved: bool) -> None:
+        output = self.config.output
+        with (output / LOG).open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        state = trainable_state(self.model)
+        checkpoint = {
             "model": state,
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "epoch": epoch,
-            "best_mae": best_mae,
-            "best_epoch": best_epoch,
-        },
-        output / CHECKPOINT,
-    )
-    if improved:
-        torch.save(state, output / BEST)
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": progress.epoch - 1,
+            "best_mae": progress.best_mae,
+            "best_epoch": progress.best_epoch,
+        }
+        torch.save(checkpoint, output / CHECKPOINT)
+        if improved:
+            torch.save(state, output / BEST)
