@@ -3,7 +3,8 @@
 # The base image is an argument so the image also builds where no registry is reachable.
 ARG BASE_IMAGE=python:3.11-slim
 
-FROM ${BASE_IMAGE} AS build
+# -- dependencies: changes only when pyproject.toml or the torch choice does -----------------
+FROM ${BASE_IMAGE} AS deps
 ARG TORCH_VARIANT=cpu
 ARG TORCH_VERSION=2.14.1
 ARG TORCHVISION_VERSION=0.29.1
@@ -22,37 +23,43 @@ RUN index="${TORCH_INDEX_URL}"; \
     if [ -z "$index" ] && [ "$TORCH_VARIANT" = "cpu" ]; then index=https://download.pytorch.org/whl/cpu; fi; \
     pip install ${PIP_EXTRA_ARGS} ${index:+--extra-index-url "$index"} \
         "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}"
+# The project's dependencies (ranges in pyproject.toml) without its code, so that editing
+# the code does not rebuild this multi-gigabyte layer.
 WORKDIR /src
 COPY pyproject.toml README.md ./
-COPY service ./service
-# The project itself; its dependencies are pinned by range in pyproject.toml.
 # hadolint ignore=DL3013
-RUN pip install ${PIP_EXTRA_ARGS} ".[train]"
+RUN mkdir service && touch service/__init__.py \
+    && pip install ${PIP_EXTRA_ARGS} ".[train]" && pip uninstall -y ordinal-service \
+    && rm -rf service
 
-# Optional: bake a zero-shot registry from pretrained weights (needs network access), e.g.
+# -- optional: bake a zero-shot registry from pretrained weights (needs network access) ------
 # --build-arg BAKE_ZEROSHOT="ViT-B-16 openai"
-FROM build AS registry
+FROM deps AS registry
 ARG BAKE_ZEROSHOT=""
+COPY service /app/service
+ENV PYTHONPATH=/app
 RUN mkdir -p /models && if [ -n "$BAKE_ZEROSHOT" ]; then \
       set -- $BAKE_ZEROSHOT; \
       python -m service.trainer zeroshot --model-store /models --backbone "$1" --pretrained "$2" \
         --task age --task aesthetics --task decade; \
     fi
 
+# -- runtime ---------------------------------------------------------------------------------
 FROM ${BASE_IMAGE} AS runtime
-ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 \
+ENV PATH=/opt/venv/bin:$PATH PYTHONPATH=/app PYTHONUNBUFFERED=1 \
     OCLIP_HOST=0.0.0.0 OCLIP_PORT=8000 OCLIP_MODEL_STORE=/models OCLIP_LOG_FORMAT=json
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /nonexistent --shell /usr/sbin/nologin app
-COPY --from=build /opt/venv /opt/venv
-COPY --from=registry --chown=app:app /models /models
+COPY --from=deps /opt/venv /opt/venv
+COPY --from=registry --chown=10001:10001 /models /models
+COPY service /app/service
 USER 10001:10001
 WORKDIR /tmp
 VOLUME ["/models"]
 EXPOSE 8000
 # Readiness doubles as the container health: loaded, warmed up and not draining.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=2)"]
+    CMD ["python", "-c", "import os, urllib.request as u; u.urlopen('http://127.0.0.1:%s/readyz' % os.environ.get('OCLIP_PORT', '8000'), timeout=2)"]
 # SIGTERM drains: /readyz turns 503, accepted requests finish, exit 0 (OCLIP_SHUTDOWN_GRACE_S).
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["python", "-m", "service"]

@@ -76,3 +76,14 @@ def test_readme_documents_every_setting() -> None:
     readme = (ROOT / "README.md").read_text()
     for name in Settings.model_fields:
         assert f"OCLIP_{name.upper()}" in readme, name
+
+
+def test_server_never_imports_the_trainer() -> None:
+    code = (
+        "import sys, service.__main__, service.api.app;"
+        "from service.api import create_app; create_app();"
+        "print(sorted(m for m in sys.modules if m.startswith('service.trainer')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
