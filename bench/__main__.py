@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.limit import load_tower, measure_limit, sustained_rate
+from bench.limit import Layout, load_tower, measure_limit, sustained_rate
 from bench.load import run_load
 from bench.report import markdown, plot
 from tests import images
@@ -66,7 +66,7 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {model}, no GPU"
 
 
-def start(name: str, store: Path, batch: int) -> RunningServer:
+def start(name: str, store: Path, layout: Layout) -> RunningServer:
     log = WORK / f"{name}.log"
     if name == "ours":
         return start_server(store, log, env={"OCLIP_MAX_BATCH_SIZE": "0"})
@@ -77,7 +77,16 @@ def start(name: str, store: Path, batch: int) -> RunningServer:
         )
     env = {"PYTHONPATH": str(ROOT), "RAY_DEDUP_LOGS": "0"}
     return launch(
-        [str(RAY_PYTHON), "-m", "bench.ray_server", str(store), str(port), str(batch)],
+        [
+            str(RAY_PYTHON),
+            "-m",
+            "bench.ray_server",
+            str(store),
+            str(port),
+            str(layout.batch),
+            str(layout.workers),
+            str(layout.threads),
+        ],
         port,
         log,
         env=env,
@@ -88,7 +97,7 @@ def start(name: str, store: Path, batch: int) -> RunningServer:
 @dataclass
 class Plan:
     store: Path
-    batch: int
+    layout: Layout
     payloads: dict[str, bytes]
     concurrencies: list[int]
     seconds: float
@@ -99,7 +108,7 @@ def bench_server(name: str, plan: Plan, results: dict[str, Any]) -> None:
     near = plan.limit_now()
     print(f"  in-process limit just before: {near:.1f} img/s", flush=True)
     began = time.perf_counter()
-    server = start(name, plan.store, plan.batch)
+    server = start(name, plan.store, plan.layout)
     results["servers"][name] = {"startup_s": time.perf_counter() - began, "limit_near": near}
     try:
         for image_name, data in plan.payloads.items():
@@ -145,15 +154,14 @@ def main() -> None:
     print("measuring the in-process limit …", flush=True)
     tower, preprocess = load_tower(store)
     results["limit"] = measure_limit(tower, preprocess, samples, args.quick)
-    by_batch = results["limit"]["throughput_by_batch"]
-    best_batch = max(by_batch, key=by_batch.get)
+    best = Layout(**results["limit"]["best_layout"])
     plan = Plan(
         store=store,
-        batch=best_batch,
+        layout=best,
         payloads=payloads,
         concurrencies=[1, 16] if args.quick else [1, 4, 16, 64],
         seconds=3.0 if args.quick else 10.0,
-        limit_now=lambda: sustained_rate(tower, best_batch, 3.0 if args.quick else 6.0),
+        limit_now=lambda: sustained_rate(tower, best, 3.0 if args.quick else 6.0),
     )
     for name in args.servers.split(","):
         if name == "ray" and not RAY_PYTHON.exists():

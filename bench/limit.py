@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import statistics
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -33,30 +36,60 @@ def load_tower(store: Path) -> tuple[VisionTower, Preprocessor]:
     return tower, Preprocessor(backbone.manifest.preprocess, limits)
 
 
-def sustained_rate(tower: VisionTower, batch: int, seconds: float) -> float:
-    """Images per second over ``seconds`` of back-to-back batches (this machine is noisy,
-    so the limit is re-measured next to each server run)."""
-    pixels = torch.zeros(batch, 3, tower.image_size, tower.image_size)
-    done, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        tower.encode(pixels)
-        done += batch
-    return done / (time.perf_counter() - start)
+@dataclass(frozen=True)
+class Layout:
+    """How the encoder runs in-process: ``workers`` threads, each with ``threads`` cores."""
+
+    workers: int
+    threads: int
+    batch: int
+
+    def __str__(self) -> str:
+        return f"{self.workers}x{self.threads}t b{self.batch}"
+
+
+def sustained_rate(tower: VisionTower, layout: Layout, seconds: float) -> float:
+    """Images per second over ``seconds`` of back-to-back batches on ``layout.workers``
+    threads (this machine is noisy, so the limit is re-measured next to each server run)."""
+    pixels = torch.zeros(layout.batch, 3, tower.image_size, tower.image_size)
+    tower.encode(pixels, layout.threads)
+    done = [0] * layout.workers
+    stop_at = time.perf_counter() + seconds
+
+    def work(index: int) -> None:
+        while time.perf_counter() < stop_at:
+            tower.encode(pixels, layout.threads)
+            done[index] += layout.batch
+
+    start = time.perf_counter()
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(layout.workers)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+    return sum(done) / (time.perf_counter() - start)
 
 
 def measure_limit(
     tower: VisionTower, preprocess: Preprocessor, images: dict[str, bytes], quick: bool
 ) -> dict[str, object]:
-    """Batched in-process throughput of the same tower at the same precision."""
-    sizes = (1, 4) if quick else (1, 2, 4, 8, 16)
-    throughput = {size: tower.throughput(size, repeats=3 if quick else 5) for size in sizes}
+    """The best in-process throughput of the same tower at the same precision, over batch
+    sizes and over one worker with every core vs. one worker per core."""
+    cores = os.cpu_count() or 1
+    shapes = [(1, cores)] + ([(cores, 1)] if cores > 1 else [])
+    sizes = (1, 4) if quick else (1, 2, 4, 8)
+    layouts = [Layout(w, t, b) for w, t in shapes for b in sizes]
+    seconds = 2.0 if quick else 4.0
+    throughput = {str(layout): sustained_rate(tower, layout, seconds) for layout in layouts}
+    best = max(layouts, key=lambda layout: throughput[str(layout)])
     preprocess_ms = {name: median_ms(lambda d=data: preprocess(d)) for name, data in images.items()}
     one = torch.zeros(1, 3, tower.image_size, tower.image_size)
     return {
         "device": str(tower.placement.device),
         "precision": tower.placement.precision,
-        "throughput_by_batch": throughput,
-        "limit_img_s": max(throughput.values()),
-        "forward_batch1_ms": median_ms(lambda: tower.encode(one)),
+        "throughput_by_layout": throughput,
+        "best_layout": {"workers": best.workers, "threads": best.threads, "batch": best.batch},
+        "limit_img_s": throughput[str(best)],
+        "forward_batch1_ms": median_ms(lambda: tower.encode(one, cores)),
         "preprocess_ms": preprocess_ms,
     }

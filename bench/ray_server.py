@@ -3,7 +3,9 @@ the same backbone, precision, preprocessing and age prototypes as our server.
 
 Runs in its own venv (``.bench/ray-venv``, which sees the main venv's packages after its own):
 
-    python -m bench.ray_server STORE PORT MAX_BATCH_SIZE
+    python -m bench.ray_server STORE PORT MAX_BATCH_SIZE REPLICAS THREADS
+
+It gets the in-process limit's best layout: REPLICAS replicas with THREADS cores each.
 """
 
 from __future__ import annotations
@@ -23,12 +25,15 @@ from service.engine.vision import VisionTower
 from service.registry import ModelStore
 
 STORE, PORT, MAX_BATCH = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+REPLICAS, THREADS = int(sys.argv[4]), int(sys.argv[5])
 
 
-@serve.deployment(max_ongoing_requests=256)
+@serve.deployment(
+    max_ongoing_requests=256, num_replicas=REPLICAS, ray_actor_options={"num_cpus": 0}
+)
 class AgeModel:
     def __init__(self) -> None:
-        configure_threads(0)
+        configure_threads(THREADS)
         store = ModelStore(STORE)
         self.age = store.load_task("age")
         backbone = store.load_backbone(self.age.manifest.backbone)

@@ -20,14 +20,14 @@ def _limit_around(results: dict[str, Any], server: str) -> float:
 
 def markdown(results: dict[str, Any]) -> str:
     limit = results["limit"]
-    by_batch = ", ".join(f"{b}: {r:.1f}" for b, r in limit["throughput_by_batch"].items())
+    by_layout = ", ".join(f"{k}: {r:.1f}" for k, r in limit["throughput_by_layout"].items())
     header = "| server | image | concurrency | img/s | x limit | p50 ms | p95 ms | p99 ms "
     lines = [
         f"Machine: {results['machine']}",
         f"Model: {results['model']} ({limit['device']}, {limit['precision']})",
         "",
         f"In-process limit: {limit['limit_img_s']:.1f} img/s "
-        f"(by batch: {by_batch}); "
+        f"(workers x threads, batch: {by_layout}); "
         f"one forward {limit['forward_batch1_ms']:.0f} ms; preprocessing "
         + ", ".join(f"{k} {v:.1f} ms" for k, v in limit["preprocess_ms"].items()),
         "",
@@ -42,10 +42,16 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {run['p95_ms']:.0f} | {run['p99_ms']:.0f} | {run['statuses']} "
             f"| {run['client_cpu']:.0%} |"
         )
-    lines += ["", "| server | start-up to ready (s) | RSS after load (MB) |", "|---|---:|---:|"]
+    lines += [
+        "",
+        "| server | in-process limit before / after its runs (img/s) | start-up to ready (s) "
+        "| RSS after load (MB) |",
+        "|---|---:|---:|---:|",
+    ]
     for name, info in results["servers"].items():
         lines.append(
-            f"| {name} | {info['startup_s']:.1f} | {info.get('rss_mb', float('nan')):.0f} |"
+            f"| {name} | {info['limit_near']:.1f} / {info['limit_after']:.1f} "
+            f"| {info['startup_s']:.1f} | {info.get('rss_mb', float('nan')):.0f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -60,8 +66,11 @@ def plot(results: dict[str, Any], path: Path) -> None:
         xs = [r["concurrency"] for r in runs]
         left.plot(xs, [r["throughput"] for r in runs], style, label=f"{server} {image}")
         right.plot(xs, [r["p99_ms"] for r in runs], style, label=f"{server} {image}")
+    limits = [
+        v for info in results["servers"].values() for v in (info["limit_near"], info["limit_after"])
+    ]
     left.axhline(
-        results["limit"]["limit_img_s"], color="grey", linestyle=":", label="in-process limit"
+        sum(limits) / len(limits), color="grey", linestyle=":", label="in-process limit (mean)"
     )
     for axis, title in ((left, "throughput (img/s)"), (right, "p99 latency (ms)")):
         axis.set_xscale("log", base=2)

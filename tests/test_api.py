@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import time
 
 import httpx
 import pytest
@@ -279,3 +281,17 @@ def test_server_survived_everything(server: RunningServer) -> None:
         text = client.get("/metrics").text
     assert 'status="500"' not in text
     assert "Traceback" not in server.log_text()
+
+
+def test_request_id_is_echoed_and_logged(server: RunningServer) -> None:
+    with server.client() as client:
+        given = client.get("/healthz", headers={"X-Request-ID": "client-id-42"})
+        generated = client.get("/healthz")
+        hostile = client.get("/healthz", headers={"X-Request-ID": "bad id;" * 30})
+    assert given.headers["x-request-id"] == "client-id-42"
+    assert len(generated.headers["x-request-id"]) == 32
+    assert len(hostile.headers["x-request-id"]) == 32  # an unsafe id is replaced
+    time.sleep(0.2)
+    lines = [json.loads(line) for line in server.log_text().splitlines() if line.startswith("{")]
+    access = [entry for entry in lines if entry.get("request_id") == "client-id-42"]
+    assert access and access[0]["status"] == 200 and access[0]["route"] == "/healthz"

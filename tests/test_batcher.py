@@ -21,15 +21,24 @@ class RecordingEncoder:
         self, delay_s: float = 0.0, fail_when: Callable[[torch.Tensor], bool] | None = None
     ):
         self.batch_sizes: list[int] = []
+        self.threads: list[int | None] = []
+        self.lock = threading.Lock()
+        self.running = self.most_running = 0
         self.delay_s = delay_s
         self.fail_when = fail_when
         self.release = threading.Event()
         self.release.set()
 
-    def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
+    def __call__(self, pixels: torch.Tensor, threads: int | None = None) -> torch.Tensor:
         self.release.wait()
-        self.batch_sizes.append(len(pixels))
+        with self.lock:
+            self.batch_sizes.append(len(pixels))
+            self.threads.append(threads)
+            self.running += 1
+            self.most_running = max(self.most_running, self.running)
         time.sleep(self.delay_s)
+        with self.lock:
+            self.running -= 1
         if self.fail_when is not None and self.fail_when(pixels):
             raise RuntimeError("encoder exploded")
         return pixels.flatten(1)[:, :1] * 2
@@ -44,9 +53,10 @@ def make(encoder: RecordingEncoder, **kwargs: float) -> MicroBatcher:
     return MicroBatcher(encoder, name="test", **options)  # type: ignore[arg-type]
 
 
-def test_batches_never_exceed_the_maximum_and_results_route_back() -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_batches_never_exceed_the_maximum_and_results_route_back(workers: int) -> None:
     encoder = RecordingEncoder(delay_s=0.002)
-    batcher = make(encoder, max_batch_size=4, max_queued=1000)
+    batcher = make(encoder, max_batch_size=4, max_queued=1000, workers=workers)
 
     async def client(index: int) -> None:
         values = [index * 10.0 + k for k in range(index % 3 + 1)]
@@ -146,3 +156,19 @@ def test_cancelled_requests_are_skipped() -> None:
     batcher.stop()
     assert sum(encoder.batch_sizes) == 2  # the cancelled client's images were never encoded
     assert batcher.pending == 0
+
+
+def test_workers_split_the_cores_under_load_and_a_lone_batch_gets_them_all() -> None:
+    encoder = RecordingEncoder(delay_s=0.05)
+    batcher = make(encoder, max_batch_size=2, max_batch_delay_s=0.0, workers=2, threads=4)
+
+    async def run() -> None:
+        await batcher.encode([marker(1.0)])  # alone: all 4 threads
+        await asyncio.gather(*(batcher.encode([marker(float(i))]) for i in range(8)))
+
+    asyncio.run(run())
+    batcher.stop()
+    assert encoder.threads[0] == 4
+    assert 2 in encoder.threads[1:]  # under load each worker takes half
+    assert encoder.most_running == 2  # and the two workers run side by side
+    assert max(encoder.batch_sizes) <= 2

@@ -1,4 +1,8 @@
-"""FastAPI dependencies shared by the routers: state, the leased engine, settings, API keys."""
+"""FastAPI dependencies shared by the routers: state, the leased engine, settings, API keys.
+
+All are ``async def``: FastAPI would run plain functions in a thread pool, a needless
+thread hop per dependency per request.
+"""
 
 from __future__ import annotations
 
@@ -14,22 +18,24 @@ from service.engine.engine import InferenceEngine
 from service.errors import Unauthorized
 
 
-def get_state(request: Request) -> ServiceState:
+async def get_state(request: Request) -> ServiceState:
     state: ServiceState = request.app.state.service
     return state
 
 
 async def get_engine(request: Request) -> AsyncIterator[InferenceEngine]:
     """The engine this request runs on, held until the request is done (hot reload safe)."""
-    with get_state(request).lease() as engine:
+    state: ServiceState = request.app.state.service
+    with state.lease() as engine:
         yield engine
 
 
-def get_settings(request: Request) -> Settings:
-    return get_state(request).settings
+async def get_settings(request: Request) -> Settings:
+    state: ServiceState = request.app.state.service
+    return state.settings
 
 
-def require_api_key(request: Request) -> None:
+async def require_api_key(request: Request) -> None:
     """``Authorization: Bearer <key>`` or ``X-API-Key: <key>`` when keys are configured."""
     keys: list[bytes] = request.app.state.api_keys
     if not keys:

@@ -29,7 +29,7 @@ def load_engine(settings: Settings) -> InferenceEngine:
     start = time.perf_counter()
     snapshot = ModelStore(settings.model_store).load_active()
     placement = resolve_placement(settings.device, settings.precision)
-    configure_threads(settings.torch_threads)
+    configure_threads(settings.torch_threads, settings.gil_switch_interval_ms / 1000)
     engine = InferenceEngine(snapshot, placement, settings)
     try:
         engine.warm_up(calibrate=settings.max_batch_size == 0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,11 +34,24 @@ def cpu_supports_bf16() -> bool:
     return any(flag in flags for flag in ("avx512_bf16", "amx_bf16"))
 
 
-def configure_threads(threads: int) -> int:
-    """Intra-op threads for torch; 0 means one per core. Returns the number set."""
+def configure_threads(threads: int, gil_switch_interval_s: float | None = None) -> int:
+    """Intra-op threads for torch (0 = one per core), and optionally Python's GIL switch
+    interval: forward passes in worker threads need the GIL between ops, so a short interval
+    keeps the event loop from stalling them. Returns the number of threads set."""
     count = threads or os.cpu_count() or 1
     torch.set_num_threads(count)
+    if gil_switch_interval_s is not None:
+        sys.setswitchinterval(gil_switch_interval_s)
     return count
+
+
+def encoder_layout(placement: Placement, workers: int, threads: int) -> tuple[int, int | None]:
+    """(workers, cores they share) for a backbone's batcher. On CUDA one worker feeds the
+    GPU and torch's CPU threads are left alone; on a CPU, 'auto' is two workers."""
+    if placement.device.type != "cpu":
+        return workers or 1, None
+    cores = threads or os.cpu_count() or 1
+    return workers or (2 if cores >= 2 else 1), cores
 
 
 def resolve_placement(device: str = "auto", precision: str = "auto") -> Placement:

@@ -18,7 +18,7 @@ import torch
 from service import metrics
 from service.config import Settings
 from service.engine.batcher import MicroBatcher
-from service.engine.device import Placement
+from service.engine.device import Placement, encoder_layout
 from service.engine.matching import Summary, rank_probabilities, summarize
 from service.engine.preprocess import ImageLimits, Preprocessor
 from service.engine.vision import VisionTower
@@ -76,6 +76,8 @@ class BackboneRuntime:
                 formats=settings.format_set(),
             ),
         )
+        workers, cores = encoder_layout(placement, settings.encoder_workers, settings.torch_threads)
+        self.threads_per_worker = None if cores is None else max(1, cores // workers)
         self.batcher = MicroBatcher(
             self.tower.encode,
             name=self.id,
@@ -83,6 +85,8 @@ class BackboneRuntime:
             max_batch_delay_s=settings.max_batch_delay_ms / 1000.0,
             max_queued=settings.max_queued_images,
             on_batch=self._observe_batch,
+            workers=workers,
+            threads=cores,
         )
         metrics.QUEUE_DEPTH.labels(self.id).set_function(lambda: self.batcher.pending)
 
@@ -119,7 +123,9 @@ class InferenceEngine:
         for runtime in self.backbones.values():
             runtime.tower.warm_up()
             if calibrate:
-                runtime.batcher.max_batch_size = runtime.tower.calibrate_batch_size()
+                runtime.batcher.max_batch_size = runtime.tower.calibrate_batch_size(
+                    threads=runtime.threads_per_worker
+                )
 
     def task(self, name: str) -> TaskRuntime:
         try:
