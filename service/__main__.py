@@ -25,7 +25,10 @@ def parse_overrides(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
     for name, field in Settings.model_fields.items():
         parser.add_argument(
-            f"--{name.replace('_', '-')}", dest=name, default=None, help=field.description
+            f"--{name.replace('_', '-')}",
+            dest=name,
+            default=None,
+            help=(field.description or "").replace("%", "%%"),
         )
     return {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
 

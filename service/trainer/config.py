@@ -66,7 +66,11 @@ class TrainConfig(BaseModel):
 def add_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="YAML file; flags override it")
     for name, field in TrainConfig.model_fields.items():
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, help=field.description)
+        parser.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=name,
+            help=(field.description or "").replace("%", "%%"),
+        )
 
 
 def load_config(args: argparse.Namespace) -> TrainConfig:
