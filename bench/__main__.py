@@ -21,7 +21,15 @@ from bench.limit import Layout, load_tower, measure_limit, sustained_rate
 from bench.load import run_load
 from bench.report import markdown, plot
 from tests import images
-from tests.server_process import ROOT, RunningServer, free_port, launch, start_server, stop_server
+from tests.server_process import (
+    ROOT,
+    RunningServer,
+    free_port,
+    launch,
+    rss_mb,
+    start_server,
+    stop_server,
+)
 
 WORK = ROOT / ".bench"
 RAY_PYTHON = WORK / "ray-venv" / "bin" / "python"
@@ -45,13 +53,6 @@ def ensure_store(backbone: str) -> Path:
         cwd=ROOT,
     )
     return store
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def machine() -> str:

@@ -11,7 +11,7 @@ from service.registry import ModelStore
 from service.trainer.architectures import TINY, BuiltClip, build_clip
 from service.trainer.tasks import BUILTIN_TASKS
 from service.trainer.zeroshot import publish_zeroshot
-from tests.server_process import ROOT, RunningServer, start_server, stop_server
+from tests.server_process import ROOT, RunningServer, serving
 
 __all__ = ["ROOT", "RunningServer"]
 
@@ -32,10 +32,6 @@ def tiny_store(tmp_path_factory: pytest.TempPathFactory, tiny_clip: BuiltClip) -
 @pytest.fixture(scope="module")
 def server(tiny_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     log = tmp_path_factory.mktemp("server") / "server.log"
-    running = start_server(
-        tiny_store,
-        log,
-        env={"OCLIP_MAX_IMAGES_PER_REQUEST": "4", "OCLIP_MAX_UPLOAD_BYTES": "8000000"},
-    )
-    yield running
-    stop_server(running)
+    env = {"OCLIP_MAX_IMAGES_PER_REQUEST": "4", "OCLIP_MAX_UPLOAD_BYTES": "8000000"}
+    with serving(tiny_store, log, env) as running:
+        yield running

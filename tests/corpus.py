@@ -59,18 +59,11 @@ def multipage_tiff() -> bytes:
     return buffer.getvalue()
 
 
-def unterminated_multipart(boundary: str) -> bytes:
-    head = (
-        f"--{boundary}\r\n"
-        'Content-Disposition: form-data; name="image"; filename="a.jpg"\r\n'
-        "Content-Type: image/jpeg\r\n\r\n"
-    )
-    return head.encode() + images.jpeg()[:100]
-
-
-def text_field_multipart(boundary: str) -> bytes:
-    body = f'--{boundary}\r\nContent-Disposition: form-data; name="image"\r\n\r\nhello\r\n'
-    return (body + f"--{boundary}--\r\n").encode()
+def multipart(boundary: str, headers: str, payload: bytes, closed: bool) -> bytes:
+    """One hand-written part named "image" (``headers`` after its name)."""
+    head = f'--{boundary}\r\nContent-Disposition: form-data; name="image"{headers}\r\n\r\n'
+    tail = f"\r\n--{boundary}--\r\n".encode() if closed else b""
+    return head.encode() + payload + tail
 
 
 def encoded(make: Callable[[], Image.Image], fmt: str, **params: object) -> bytes:
@@ -199,7 +192,7 @@ def cases() -> list[Case]:
             "text-field-as-image",
             422,
             "invalid_request",
-            content=text_field_multipart(boundary),
+            content=multipart(boundary, "", b"hello", closed=True),
             headers={"content-type": f"multipart/form-data; boundary={boundary}"},
         ),
         Case("too-many-images", 413, "too_many_images", files=part(images.jpeg()) * 5),
@@ -222,7 +215,12 @@ def cases() -> list[Case]:
             "multipart-unterminated",
             422,  # the parser drops the incomplete part: no complete image arrived
             "no_image",
-            content=unterminated_multipart(boundary),
+            content=multipart(
+                boundary,
+                '; filename="a.jpg"\r\nContent-Type: image/jpeg',
+                images.jpeg()[:100],
+                closed=False,
+            ),
             headers={"content-type": f"multipart/form-data; boundary={boundary}"},
         ),
         Case(

@@ -7,6 +7,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,3 +77,21 @@ def stop_server(server: RunningServer) -> int:
     except subprocess.TimeoutExpired:
         server.process.kill()
         return server.process.wait()
+
+
+@contextmanager
+def serving(store: Path, log: Path, env: dict[str, str] | None = None) -> Iterator[RunningServer]:
+    """A started server for the ``with`` block, stopped afterwards."""
+    server = start_server(store, log, env)
+    try:
+        yield server
+    finally:
+        stop_server(server)
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process, from /proc (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise ValueError(f"no VmRSS for process {pid}")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests import corpus, images
-from tests.server_process import RunningServer, start_server, stop_server
+from tests.server_process import RunningServer, serving, start_server, stop_server
 
 pytestmark = pytest.mark.slow
 CASES = corpus.cases()
@@ -19,9 +19,8 @@ def limited_server(
     tiny_store: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
     env = {"OCLIP_MAX_IMAGES_PER_REQUEST": "4", "OCLIP_MAX_IMAGE_PIXELS": "40000000"}
-    server = start_server(tiny_store, tmp_path_factory.mktemp("hard") / "log", env)
-    yield server
-    stop_server(server)
+    with serving(tiny_store, tmp_path_factory.mktemp("hard") / "log", env) as server:
+        yield server
 
 
 def test_corpus_is_large_enough() -> None:

@@ -18,17 +18,10 @@ import pytest
 
 from tests import corpus, images
 from tests.load_client import hammer
-from tests.server_process import RunningServer, start_server, stop_server
+from tests.server_process import RunningServer, rss_mb, serving, start_server, stop_server
 
 pytestmark = pytest.mark.slow
 SOAK_REQUESTS = int(os.environ.get("OCLIP_SOAK_REQUESTS", "3000"))
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +34,8 @@ def shedding_server(
         "OCLIP_MAX_BATCH_DELAY_MS": "5",
         "OCLIP_REQUEST_TIMEOUT_S": "2",
     }
-    server = start_server(tiny_store, tmp_path_factory.mktemp("load") / "log", env)
-    yield server
-    stop_server(server)
+    with serving(tiny_store, tmp_path_factory.mktemp("load") / "log", env) as server:
+        yield server
 
 
 def test_far_past_capacity_only_200_and_429_with_bounded_latency(

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests import corpus, images
-from tests.server_process import ROOT, RunningServer, free_port, launch, start_server, stop_server
+from tests.server_process import ROOT, RunningServer, free_port, launch, serving, stop_server
 
 pytestmark = pytest.mark.slow
 DOCKER = ROOT / "docker"
@@ -33,14 +33,13 @@ def tool(name: str) -> str:
 def busy_server(
     tiny_store: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
-    server = start_server(tiny_store, tmp_path_factory.mktemp("mon") / "log")
-    with server.client() as client:  # give every metric family some samples
-        client.post("/v1/age/predict", files=corpus.part(images.jpeg()))
-        client.post("/v1/predict", files=corpus.part(images.png()))
-        client.post("/v1/age/predict", files=corpus.part(b"junk"))
-        client.post("/admin/reload")
-    yield server
-    stop_server(server)
+    with serving(tiny_store, tmp_path_factory.mktemp("mon") / "log") as server:
+        with server.client() as client:  # give every metric family some samples
+            client.post("/v1/age/predict", files=corpus.part(images.jpeg()))
+            client.post("/v1/predict", files=corpus.part(images.png()))
+            client.post("/v1/age/predict", files=corpus.part(b"junk"))
+            client.post("/admin/reload")
+        yield server
 
 
 def exported_families(text: str) -> set[str]:

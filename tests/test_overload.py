@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests import images
-from tests.server_process import RunningServer, start_server, stop_server
+from tests.server_process import RunningServer, serving
 
 pytestmark = pytest.mark.slow
 
@@ -26,9 +26,8 @@ def small_queue_server(
         "OCLIP_MAX_BATCH_SIZE": "8",
         "OCLIP_MAX_BATCH_DELAY_MS": "50",
     }
-    server = start_server(tiny_store, tmp_path_factory.mktemp("overload") / "log", env)
-    yield server
-    stop_server(server)
+    with serving(tiny_store, tmp_path_factory.mktemp("overload") / "log", env) as server:
+        yield server
 
 
 async def flood(url: str, count: int) -> list[httpx.Response]:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 from pydantic import BaseModel, ValidationError
@@ -227,6 +227,16 @@ class ModelStore:
         if activate:
             self.activate(manifest.task, version)
         return _read_manifest(target, TaskManifest)
+
+    def publish_task(
+        self, prototypes: torch.Tensor, *, activate: bool = True, **fields: Any
+    ) -> TaskManifest:
+        """A new version of ``fields["task"]``: the next ``vN``, checksums and timestamp
+        filled in, written atomically and (by default) made active."""
+        manifest = TaskManifest(
+            version=self.next_version(fields["task"]), files={}, created_at=utc_now(), **fields
+        )
+        return self.write_task_version(manifest, prototypes, activate=activate)
 
     def next_version(self, task: str) -> str:
         numbers = [

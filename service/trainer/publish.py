@@ -9,7 +9,6 @@ import torch
 
 from service.registry import ModelStore, TaskManifest
 from service.registry.manifest import WeightsSource
-from service.registry.store import utc_now
 from service.trainer.architectures import BuiltClip, backbone_manifest
 from service.trainer.config import TrainConfig
 from service.trainer.data import RankScale
@@ -40,21 +39,18 @@ def publish_trained(
             }
         )
     store.write_backbone(manifest, visual_state)
-    task = TaskManifest(
+    return store.publish_task(
+        prototypes,
         task=config.task,
-        version=store.next_version(config.task),
         backbone=manifest.id,
         values=scale.values,
         labels=scale.labels,
         unit=config.unit,
         logit_scale=float(model.logit_scale),
-        files={},
         metrics=metrics,
         provenance={
             "producer": "service.trainer fit",
             "method": "OrdinalCLIP rank prompts" if config.prompt == "rank" else "CoOp prompts",
             "config": config.model_dump(mode="json"),
         },
-        created_at=utc_now(),
     )
-    return store.write_task_version(task, prototypes)

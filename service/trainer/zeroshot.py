@@ -9,7 +9,6 @@ import torch
 from tqdm import tqdm
 
 from service.registry import ModelStore, TaskManifest
-from service.registry.store import utc_now
 from service.trainer.architectures import BuiltClip, backbone_manifest
 from service.trainer.tasks import TaskSpec
 
@@ -46,20 +45,17 @@ def publish_zeroshot(
             "rank_words": spec.rank_words,
             "weights": built.weights.model_dump(exclude_none=True),
         }
-        manifest = TaskManifest(
+        manifest = store.publish_task(
+            prototypes,
             task=spec.name,
-            version=store.next_version(spec.name),
             backbone=backbone.id,
             values=spec.values,
             labels=spec.labels,
             unit=spec.unit,
             description=spec.description,
             logit_scale=logit_scale,
-            files={},
-            metrics={},
             provenance=provenance,
-            created_at=utc_now(),
         )
-        published.append(store.write_task_version(manifest, prototypes))
+        published.append(manifest)
         log.info("published %s %s on %s", spec.name, published[-1].version, backbone.id)
     return published
