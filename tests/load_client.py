@@ -15,6 +15,7 @@ class Outcome:
     statuses: Counter[str] = field(default_factory=Counter)
     latencies: list[float] = field(default_factory=list)  # seconds, 200s only
     versions: list[str] = field(default_factory=list)  # model version of each 200, in order
+    started: list[float] = field(default_factory=list)  # time.monotonic() each 200 was sent
     answers: list[float] = field(default_factory=list)  # expected value of each 200
     transport_errors: list[str] = field(default_factory=list)
 
@@ -34,7 +35,7 @@ async def hammer(
 
     async def loop(client: httpx.AsyncClient) -> None:
         while time.monotonic() < deadline:
-            start = time.perf_counter()
+            start, sent = time.perf_counter(), time.monotonic()
             try:
                 response = await client.post("/v1/age/predict", files=files, headers=headers)
             except httpx.ConnectError:
@@ -47,6 +48,7 @@ async def hammer(
                 outcome.latencies.append(time.perf_counter() - start)
                 body = response.json()
                 outcome.versions.append(body["model"]["version"])
+                outcome.started.append(sent)
                 outcome.answers.append(body["predictions"][0]["expected"])
             if response.status_code == stop_on_status:
                 return

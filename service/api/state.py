@@ -130,11 +130,12 @@ class ServiceState:
         with self._lock:
             old, self.engine = self.engine, engine
             self.load_error = None
-            idle_old = old is not None and self._leases.get(id(old), 0) == 0
-            if old is not None and not idle_old:
-                self._retired[id(old)] = old
-        if idle_old and old is not None:
-            self._leases.pop(id(old), None)
+            if old is not None and self._leases.get(id(old), 0) > 0:
+                self._retired[id(old)] = old  # stopped by the release of its last lease
+                old = None
+            elif old is not None:
+                self._leases.pop(id(old), None)
+        if old is not None:
             old.stop()
         _publish_info(engine)
         metrics.READY.set(0 if self.draining else 1)
