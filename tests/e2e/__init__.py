@@ -1,0 +1,1 @@
+"""Tests mirroring the package; see tests/README layout in ARCHITECTURE.md."""
