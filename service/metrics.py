@@ -76,3 +76,14 @@ MODEL_LOAD_SECONDS = Gauge(
 )
 RELOADS = Counter(f"{PREFIX}_reloads_total", "Registry reloads by result.", ["result"])
 READY = Gauge(f"{PREFIX}_ready", "1 when every task is loaded and warmed up.")
+ADMISSION_WAIT_SECONDS = Gauge(
+    f"{PREFIX}_admission_wait_seconds",
+    "Expected wait before a newly queued image is encoded: queued images / measured "
+    "throughput. Admission refuses (429) work past the target wait; autoscale on it.",
+    ["backbone"],
+)
+THROUGHPUT = Gauge(
+    f"{PREFIX}_encoder_throughput_images_per_second",
+    "Measured encoder throughput (moving estimate) used by admission.",
+    ["backbone"],
+)
