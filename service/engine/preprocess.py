@@ -59,7 +59,10 @@ class Preprocessor:
         self._std = np.asarray(settings.std, dtype=np.float32)
 
     def __call__(self, data: bytes, name: str = "image") -> torch.Tensor:
-        image = self.decode(data, name)
+        return self.transform(self.decode(data, name))
+
+    def transform(self, image: Image.Image) -> torch.Tensor:
+        """An upright RGB image -> the backbone's normalised 3 x H x W tensor."""
         for step in self._geometric:
             image = step(image)
         pixels = np.asarray(image, dtype=np.float32) / np.float32(255)
