@@ -197,14 +197,15 @@ class MicroBatcher:
             if first is None:
                 return
             batch, stop_after = self._fill_batch(first)
+            outcomes: list[tuple[_Item, torch.Tensor | BaseException]]
             try:
-                self._process(batch)
+                outcomes = list(self._process(batch))
             except BaseException as exc:  # a worker must outlive any batch
                 log.exception("batch of %d failed on %s", len(batch), self.name)
-                for item in batch:
-                    _settle(item, exception=exc)
-            finally:
-                self._forget(len(batch))
+                outcomes = [(item, exc) for item in batch]
+            self._forget(len(batch))  # before any client hears back: admission sees it first
+            for item, outcome in outcomes:
+                _settle(item, outcome)
             if stop_after:
                 return
 
@@ -224,10 +225,10 @@ class MicroBatcher:
             batch.append(item)
         return batch, False
 
-    def _process(self, batch: list[_Item]) -> None:
+    def _process(self, batch: list[_Item]) -> Iterator[tuple[_Item, torch.Tensor]]:
         live = [item for item in batch if not item.future.cancelled()]
         if not live:
-            return
+            return iter(())
         started = time.perf_counter()
         waits = [started - item.enqueued for item in live]
         with self._worker_slot() as (threads, sharing):
@@ -238,8 +239,7 @@ class MicroBatcher:
         self._update_rate(len(live) / max(seconds, 1e-9) * sharing)
         if self._on_batch is not None:
             self._on_batch(len(live), seconds, waits)
-        for item, row in zip(live, features, strict=True):
-            _settle(item, result=row)
+        return zip(live, features, strict=True)
 
     def _update_rate(self, sample: float) -> None:
         with self._lock:
@@ -268,18 +268,16 @@ class MicroBatcher:
                 self._busy_workers -= 1
 
 
-def _settle(
-    item: _Item, result: torch.Tensor | None = None, exception: BaseException | None = None
-) -> None:
+def _settle(item: _Item, outcome: torch.Tensor | BaseException) -> None:
     """Complete a future from a worker thread; a closed loop (client gone) is ignored."""
 
     def apply() -> None:
         if item.future.done():
             return
-        if exception is not None:
-            item.future.set_exception(exception)
+        if isinstance(outcome, BaseException):
+            item.future.set_exception(outcome)
         else:
-            item.future.set_result(result)  # type: ignore[arg-type]
+            item.future.set_result(outcome)
 
     with contextlib.suppress(RuntimeError):  # the event loop is closed: nobody waits
         item.loop.call_soon_threadsafe(apply)

@@ -87,3 +87,16 @@ def load_engine(store_root: Path, config: EngineConfig) -> InferenceEngine:
         seconds,
     )
     return engine
+
+
+def load_task_backbone(
+    store_root: Path, task: str, config: EngineConfig, version: str | None = None
+) -> tuple[BackboneRuntime, TaskRuntime]:
+    """One task version and its backbone, built exactly as the server builds them but with
+    no worker threads: for offline evaluation and in-process benchmarks that drive the
+    tower directly."""
+    store = ModelStore(store_root)
+    loaded = store.load_task(task, version)
+    backbone = store.load_backbone(loaded.manifest.backbone)
+    placement = resolve_placement(config.device, config.precision)
+    return build_backbone(backbone, placement, config), TaskRuntime(loaded, config.interval_level)
