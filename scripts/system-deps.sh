@@ -5,6 +5,10 @@ set -euo pipefail
 missing=()
 command -v promtool >/dev/null && command -v prometheus >/dev/null || missing+=(prometheus)
 command -v docker-compose >/dev/null || missing+=(docker-compose)
+# kubectl renders the Kubernetes overlays (tests/e2e/test_kubernetes.py). Debian's
+# kubernetes-client (1.20) bundles a kustomize too old for them, so it is not installed here.
+command -v kubectl >/dev/null \
+  || echo "note: no kubectl >= 1.24 on PATH: the Kubernetes render tests will skip" >&2
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   echo "missing Debian packages: ${missing[*]} (run: sudo apt-get install ${missing[*]})" >&2
