@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 WHITE = (255, 255, 255)
-BAND_PIXELS = 1 << 20  # about 4 MB per band in Pillow's 4-byte RGB
+BAND_PIXELS = 1 << 18  # 1 MB per band in Pillow's 4-byte RGB, 2 MB as float64 gray
 HIGH_DEPTH = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 ALPHA = ("RGBA", "LA", "PA", "RGBa", "La")
 ORIENTATION = 0x0112
@@ -79,7 +79,12 @@ def _composite_on_white(band: Image.Image) -> Image.Image:
 
 def _high_depth_to_rgb(band: Image.Image, peak: float) -> Image.Image:
     """16-bit and 32-bit grayscale: scale the full range to 0..255 instead of clipping."""
-    values = np.asarray(band, dtype=np.float64)
-    scaled = values / peak * 255.0 if band.mode == "F" else values / 257.0  # 65535 -> 255
-    gray = Image.fromarray(np.clip(scaled, 0, 255).round().astype(np.uint8))
+    values = np.array(band, dtype=np.float64)  # in place from here: one band-sized buffer
+    if band.mode == "F":
+        values /= peak
+        values *= 255.0
+    else:
+        values /= 257.0  # 65535 -> 255
+    np.clip(values, 0, 255, out=values)
+    gray = Image.fromarray(np.round(values, out=values).astype(np.uint8))
     return gray.convert("RGB")

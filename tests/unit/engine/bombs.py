@@ -55,12 +55,15 @@ def _common(width: int, height: int, rgb: bool) -> dict[int, tuple[int, list[int
     }
 
 
-def tiff_tile_bomb(tile: int = 16384, size: int = 16, rgb: bool = True) -> bytes:
+def tiff_tile_bomb(
+    tile: int = 16384, size: int = 16, rgb: bool = True, complete: bool = False
+) -> bytes:
     """A ``size``-square TIFF stored in one ``tile``-square deflate tile (~150 bytes).
 
     libtiff allocates a whole tile before it decodes one: 768 MiB for 16384 px RGB.
+    ``complete`` stores the whole (black) tile: an honest tiled TIFF.
     """
-    payload = zlib.compress(bytes(64))
+    payload = zlib.compress(bytes(tile * tile * (3 if rgb else 1) if complete else 64))
     entries = _common(size, size, rgb)
     entries |= {
         322: (LONG, [tile]),
