@@ -69,14 +69,18 @@ def browser() -> Iterator[webdriver.Chrome]:
 
 
 @pytest.fixture(scope="module")
-def open_server(tiny_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def open_server(
+    tiny_store: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
     with serving(tiny_store, tmp_path_factory.mktemp("page") / "server.log") as running:
         yield running
 
 
 def wait_for(driver: webdriver.Chrome, css: str, count: int = 1) -> list:
     """The elements matching ``css`` once there are at least ``count`` of them."""
-    WebDriverWait(driver, WAIT_S).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, css)) >= count)
+    WebDriverWait(driver, WAIT_S).until(
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, css)) >= count
+    )
     return driver.find_elements(By.CSS_SELECTOR, css)
 
 
@@ -95,10 +99,11 @@ def api_answer(server: RunningServer, photo: Path, headers: dict[str, str] | Non
 
 
 def screenshot(driver: webdriver.Chrome, width: int, path: Path) -> None:
-    """The whole page at ``width`` px (the window grows to the page's height)."""
-    driver.set_window_size(width, 800)
+    """The whole page in a viewport exactly ``width`` CSS px wide, as tall as the page."""
+    metrics = {"width": width, "height": 800, "deviceScaleFactor": 1, "mobile": width < 600}
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
     height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(width, height + 100)
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {**metrics, "height": height})
     path.parent.mkdir(parents=True, exist_ok=True)
     assert driver.save_screenshot(str(path))
     copy_to = os.environ.get("OCLIP_SCREENSHOTS_DIR")
@@ -114,7 +119,8 @@ def test_charts_match_the_api_and_a_bad_file_shows_its_error(
     tmp_path: Path,
 ) -> None:
     browser.get(f"{open_server.url}/")
-    assert browser.find_element(By.ID, "faces-option").get_attribute("hidden") is not None
+    wait_for(browser, "#task-list input[name=task]", len(TASKS))
+    assert not browser.find_element(By.ID, "faces-option").is_displayed()  # no faces yet
     upload(browser, photo, not_an_image)
 
     cards = wait_for(browser, "#results .card", 2)
@@ -124,7 +130,8 @@ def test_charts_match_the_api_and_a_bad_file_shows_its_error(
     assert text_card.find_elements(By.CSS_SELECTOR, ".error") == [error]
     assert not photo_card.find_elements(By.CSS_SELECTOR, ".error")
 
-    bad = httpx.post(f"{open_server.url}/v1/predict", files={"image": ("notes.txt", b"x", "text/plain")})
+    part = (not_an_image.name, not_an_image.read_bytes(), "text/plain")
+    bad = httpx.post(f"{open_server.url}/v1/predict", files={"image": part})
     assert bad.status_code >= 400 and error.text == bad.json()["error"]["message"]
 
     answer = api_answer(open_server, photo)
@@ -157,6 +164,7 @@ def test_with_api_keys_the_page_asks_for_a_key_then_works(
         assert refused.status_code == 401
         browser.get(f"{server.url}/")
         message = wait_for(browser, "#key-panel:not([hidden]) #key-message")[0]
+        assert message.is_displayed()
         WebDriverWait(browser, WAIT_S).until(lambda _: message.text)
         assert message.text == refused.json()["error"]["message"]
         assert not browser.find_elements(By.CSS_SELECTOR, "#results .chart")
@@ -166,7 +174,7 @@ def test_with_api_keys_the_page_asks_for_a_key_then_works(
         key.send_keys(API_KEY + "\n")
         upload(browser, photo)
         wait_for(browser, "#results .task .chart", len(TASKS))
-        assert browser.find_element(By.ID, "key-panel").get_attribute("hidden") is not None
+        assert not browser.find_element(By.ID, "key-panel").is_displayed()
         answer = api_answer(server, photo, {"Authorization": f"Bearer {API_KEY}"})
         shown = browser.find_element(By.CSS_SELECTOR, '.task[data-task="age"] .expected-value')
         assert float(shown.text) == pytest.approx(answer["age"]["expected"], abs=0.051)

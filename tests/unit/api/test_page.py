@@ -29,7 +29,9 @@ def test_page_has_a_strict_policy_and_no_inline_script(tmp_path: Path) -> None:
     http = client(tmp_path)
     page = http.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    policy = dict(d.strip().split(" ", 1) for d in page.headers["content-security-policy"].split(";"))
+    policy = dict(
+        d.strip().split(" ", 1) for d in page.headers["content-security-policy"].split(";")
+    )
     assert policy["script-src"] == "'self'" and policy["default-src"] == "'none'"
     assert "unsafe" not in page.headers["content-security-policy"]
     scripts = re.findall(r"<script([^>]*)>(.*?)</script>", page.text, re.S)
@@ -51,7 +53,9 @@ def test_every_asset_the_page_links_is_served(tmp_path: Path) -> None:
         assert answer.headers["content-type"].split(";")[0] in ("text/javascript", "text/css")
 
 
-@pytest.mark.parametrize("path", ["/static/index.html", "/static/..%2F..%2Fconfig.py", "/static/x.js"])
+@pytest.mark.parametrize(
+    "path", ["/static/index.html", "/static/..%2F..%2Fconfig.py", "/static/x.js"]
+)
 def test_only_the_listed_assets_are_served(tmp_path: Path, path: str) -> None:
     http = client(tmp_path)
     answer = http.get(path)
