@@ -192,7 +192,9 @@ async function drawFaces(card, faces) {
   faces.forEach((face, i) => {
     const { x, y, width: w, height: h } = face.box;
     overlay.append(svgElement("rect", { class: "face-box", x, y, width: w, height: h }));
-    overlay.append(svgElement("text", { class: "face-label", x: x + 4, y: y + Math.max(w, h) / 6, "font-size": Math.max(w, h) / 6 }, String(i + 1)));
+    const size = Math.max(w / 3, width / 18); // readable on a small thumbnail too
+    const label = { class: "face-label", x: x + size / 5, y: y + size, "font-size": size, "stroke-width": size / 10 };
+    overlay.append(svgElement("text", label, String(i + 1)));
   });
   card.querySelector(".frame").append(overlay);
 }
