@@ -103,6 +103,7 @@ class Settings(BaseSettings):
         description="Comma-separated keys for /admin/*; empty = the admin routes are off "
         "(SIGHUP still reloads).",
     )
+    web_page: bool = Field(True, description="Serve the try-it page at /")
     log_level: str = Field("info", description="Python logging level.")
     log_format: Literal["json", "text"] = Field("json", description="Log line format.")
 

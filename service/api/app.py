@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from service import __version__
 from service.api.errors import install_error_handlers
 from service.api.middleware import BodySizeLimitMiddleware, InFlight, RequestContextMiddleware
-from service.api.routes import admin, health, models, predict
+from service.api.routes import admin, health, models, page, predict
 from service.config import Settings
 from service.engine.factory import load_engine
 from service.engine.lifecycle import EngineHost
@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None, host: EngineHost | None = None)
     app.add_middleware(
         RequestContextMiddleware, in_flight=app.state.in_flight, draining=lambda: host.draining
     )
-    for router in (predict.router, models.router, health.router):
+    for router in (predict.router, models.router, health.router, page.router):
         app.include_router(router)
     if app.state.admin_keys:
         app.include_router(admin.router)
