@@ -21,6 +21,7 @@ from service.engine.lifecycle import EngineHost
 from service.logs import configure_logging
 
 log = logging.getLogger("service")
+FINAL_CLOSE_S = 5  # after the drain: longest wait for the last responses to be written
 
 
 def parse_overrides(argv: list[str] | None = None) -> dict[str, Any]:
@@ -97,7 +98,9 @@ def main(argv: list[str] | None = None) -> None:
         port=settings.port,
         log_config=None,
         access_log=False,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 1,
+        # on_tick already waited for the requests that matter (up to the grace); what is
+        # left are refusals and idle keep-alive connections.
+        timeout_graceful_shutdown=FINAL_CLOSE_S,
     )
     server = GracefulServer(config, app, settings)
     signal.signal(signal.SIGHUP, server.handle_exit)

@@ -106,7 +106,8 @@ class Overloaded(ServiceError):
 
 
 class ArtifactError(ServiceError):
-    """A registry artifact is missing, tampered with or inconsistent."""
+    """A registry artifact is missing, tampered with or inconsistent. Clients never see it
+    as such: a load turns it into ``not_ready``, a reload into ``reload_failed``."""
 
     code, status = "artifact_error", 500
     meaning = "A registry artifact is missing or fails its checksum (operator error)."
@@ -122,7 +123,9 @@ class ShuttingDown(ServiceError):
     meaning = "The server is draining after SIGTERM; retry on another replica (`Retry-After`)."
 
     def __init__(self, message: str = "the service is shutting down") -> None:
-        super().__init__(message, headers={**retry_after(1), "Connection": "close"})
+        # ``Connection: close`` is added by the request middleware to every response of a
+        # draining server, this one included.
+        super().__init__(message, headers=retry_after(1))
 
 
 class DeadlineExceeded(ServiceError):
@@ -168,7 +171,6 @@ ERROR_TABLE: list[ErrorKind] = [
     InvalidRequest,
     Overloaded,
     INTERNAL_ERROR,
-    ArtifactError,
     NotReady,
     ShuttingDown,
     DeadlineExceeded,

@@ -43,6 +43,11 @@ class EngineHost:
         self._loader = threading.Thread(target=self._initial_load, name="loader", daemon=True)
         self._loader.start()
 
+    def wait_loaded(self, timeout: float | None = None) -> None:
+        """Block until the initial load has finished (or failed)."""
+        if self._loader is not None:
+            self._loader.join(timeout)
+
     def _initial_load(self) -> None:
         try:
             self._swap_in(self._load())

@@ -100,7 +100,9 @@ def _load_verified(folder: Path, files: dict[str, str], name: str) -> dict[str, 
                 f"file has {actual[:12]}…"
             )
     try:
-        return load_file(folder / name)
+        # Copied out of the memory map: a file changed in place under a running server
+        # must not turn into SIGBUS on the next forward pass.
+        return {key: tensor.clone() for key, tensor in load_file(folder / name).items()}
     except SafetensorError as exc:
         raise ArtifactError(f"unreadable safetensors file {folder / name}: {exc}") from exc
 

@@ -17,7 +17,7 @@ async def list_models(engine: EngineDep) -> ModelList:
     return ModelList(models=[ModelInfo.of(*engine.describe(name)) for name in sorted(engine.tasks)])
 
 
-@router.get("/{task}", response_model=ModelInfo, responses=documented(401, 404, 500, 503))
+@router.get("/{task}", response_model=ModelInfo, responses=documented(401, 404, 422, 500, 503))
 async def get_model(task: str, engine: EngineDep) -> ModelInfo:
     """One task's metadata, metrics and provenance."""
     return ModelInfo.of(*engine.describe(task))
