@@ -11,6 +11,7 @@ from service.engine.faces.cropper import (
     FaceCropper,
     FaceCropSpec,
     build_detector,
+    cropper_from_settings,
     detect_faces,
 )
 from service.engine.faces.haar import HaarDetector
@@ -31,5 +32,6 @@ __all__ = [
     "YuNetDetector",
     "build_detector",
     "crop_face",
+    "cropper_from_settings",
     "detect_faces",
 ]

@@ -11,6 +11,7 @@ from typing import Literal
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.config import Settings
 from service.engine.faces.crop import crop_face
 from service.engine.faces.haar import HaarDetector
 from service.engine.faces.types import Detections, Face, FaceDetector
@@ -79,3 +80,12 @@ class FaceCropper:
         """The crop of the largest face, or None: what ``--crop faces`` trains on."""
         faces = self.detector.detect(image, self.min_size)
         return self.crop(image, faces[0]) if faces else None
+
+
+def cropper_from_settings(settings: Settings, spec: FaceCropSpec | None = None) -> FaceCropper:
+    """The server's cropper: limits from the settings, crop from a task's manifest if given."""
+    spec = spec or FaceCropSpec(detector=settings.face_detector, margin=settings.face_margin)
+    detector = build_detector(spec.detector, settings.face_yunet_model, settings.face_detect_side)
+    return FaceCropper(
+        detector, spec.margin, spec.size, settings.max_faces_per_image, settings.min_face_px
+    )
