@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -16,6 +17,7 @@ from service.engine.engine import TaskRuntime
 from service.engine.preprocess import ImageLimits, Preprocessor
 from service.engine.vision import VisionTower
 from service.registry import ModelStore
+from service.trainer.crop import Crop, crop_samples
 from service.trainer.data import read_samples
 from service.trainer.metrics import ordinal_metrics, ordinality
 
@@ -29,6 +31,8 @@ def evaluate_published(
     version: str | None = None,
     plot_path: Path | None = None,
     batch_size: int = 32,
+    crop: Crop = "none",
+    crop_margin: float = 0.5,
 ) -> dict[str, float]:
     """Decode, preprocess, encode and match exactly as the server does; return the figures."""
     store = ModelStore(store_root)
@@ -38,11 +42,15 @@ def evaluate_published(
     preprocess = Preprocessor(backbone.manifest.preprocess, ImageLimits(max_pixels=10**9))
     runtime = TaskRuntime.from_loaded(loaded)
     samples = read_samples(samples_file, images_root, loaded.manifest.num_ranks, strict=True)
-    rows = []
-    for start in range(0, len(samples), batch_size):
-        chunk = samples[start : start + batch_size]
-        pixels = torch.stack([preprocess(s.path.read_bytes(), s.path.name) for s in chunk])
-        rows += [summary.probabilities for summary in runtime.summarize(tower.encode(pixels), 0.9)]
+    with tempfile.TemporaryDirectory() as crops:
+        size = backbone.manifest.preprocess.image_size
+        (samples,) = crop_samples(crop, crop_margin, size, Path(crops), test=samples)
+        rows = []
+        for start in range(0, len(samples), batch_size):
+            chunk = samples[start : start + batch_size]
+            pixels = torch.stack([preprocess(s.path.read_bytes(), s.path.name) for s in chunk])
+            encoded = tower.encode(pixels)
+            rows += [summary.probabilities for summary in runtime.summarize(encoded, 0.9)]
     probabilities = np.stack(rows)
     labels = np.array([s.rank for s in samples])
     metrics = ordinal_metrics(probabilities, labels, runtime.values)
