@@ -13,8 +13,9 @@ from typing import NamedTuple, Protocol
 from PIL import Image
 
 
-@dataclass(frozen=True)
-class Point:
+class Point(NamedTuple):
+    """A position in upright-image pixels (continuous: pixel i spans i..i+1)."""
+
     x: float
     y: float
 
