@@ -16,7 +16,7 @@ from typing import Literal
 
 from PIL import Image, ImageOps
 
-from service.engine.faces import FaceCropper, HaarDetector
+from service.engine.faces import FaceConfig, FaceCropper, build_cropper
 from service.engine.preprocess import to_rgb
 from service.trainer.data import DataError, Sample
 
@@ -26,16 +26,8 @@ Crop = Literal["none", "faces"]
 
 
 def face_cropper(margin: float, size: int) -> FaceCropper:
-    """The default detector and limits (``service.config``), with this task's margin and size."""
-    from service.config import Settings
-
-    defaults = Settings.model_fields
-    return FaceCropper(
-        HaarDetector(max_side=defaults["face_detect_side"].default),
-        margin=margin,
-        size=size,
-        min_size=defaults["min_face_px"].default,
-    )
+    """The default detector and limits, with this task's margin and crop size."""
+    return build_cropper(FaceConfig(margin=margin), size)
 
 
 def face_crop_samples(samples: list[Sample], out_dir: Path, cropper: FaceCropper) -> list[Sample]:

@@ -8,10 +8,11 @@ eval transform and the crops of one image are encoded together.
 from service.engine.faces.crop import crop_face
 from service.engine.faces.cropper import (
     DetectorName,
+    FaceConfig,
     FaceCropper,
     FaceCropSpec,
+    build_cropper,
     build_detector,
-    cropper_from_settings,
     detect_faces,
 )
 from service.engine.faces.haar import HaarDetector
@@ -24,14 +25,15 @@ __all__ = [
     "DetectorName",
     "Eyes",
     "Face",
+    "FaceConfig",
     "FaceCropSpec",
     "FaceCropper",
     "FaceDetector",
     "HaarDetector",
     "Point",
     "YuNetDetector",
+    "build_cropper",
     "build_detector",
     "crop_face",
-    "cropper_from_settings",
     "detect_faces",
 ]

@@ -11,7 +11,6 @@ from typing import Literal
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.config import Settings
 from service.engine.faces.crop import crop_face
 from service.engine.faces.haar import HaarDetector
 from service.engine.faces.types import Detections, Face, FaceDetector
@@ -82,10 +81,24 @@ class FaceCropper:
         return self.crop(image, faces[0]) if faces else None
 
 
-def cropper_from_settings(settings: Settings, spec: FaceCropSpec | None = None) -> FaceCropper:
-    """The server's cropper: limits from the settings, crop from a task's manifest if given."""
-    spec = spec or FaceCropSpec(detector=settings.face_detector, margin=settings.face_margin)
-    detector = build_detector(spec.detector, settings.face_yunet_model, settings.face_detect_side)
-    return FaceCropper(
-        detector, spec.margin, spec.size, settings.max_faces_per_image, settings.min_face_px
-    )
+@dataclass(frozen=True)
+class FaceConfig:
+    """The operator's face settings; ``service.config.Settings`` holds them as ``face_*``,
+    ``max_faces_per_image`` and ``min_face_px`` (the engine stays free of the HTTP settings).
+    """
+
+    detector: DetectorName = "haar"
+    yunet_model: Path | None = None
+    max_faces: int = 10
+    min_size: int = 40
+    margin: float = 0.5
+    detect_side: int = 640
+
+
+def build_cropper(config: FaceConfig, size: int, spec: FaceCropSpec | None = None) -> FaceCropper:
+    """The cropper for one backbone input ``size``; a task trained on face crops brings its
+    ``spec`` (detector, margin, size) from its manifest, and that wins over the settings.
+    """
+    spec = spec or FaceCropSpec(detector=config.detector, margin=config.margin, size=size)
+    detector = build_detector(spec.detector, config.yunet_model, config.detect_side)
+    return FaceCropper(detector, spec.margin, spec.size, config.max_faces, config.min_size)

@@ -8,19 +8,24 @@ as PNG and looked at, shows the whole face centred, hair to chin. Her eyes are a
 from __future__ import annotations
 
 import threading
+from dataclasses import astuple
 
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+from service.config import Settings
 from service.engine.faces import (
     Box,
     Eyes,
     Face,
+    FaceConfig,
     FaceCropper,
+    FaceCropSpec,
     HaarDetector,
     Point,
     YuNetDetector,
+    build_cropper,
     build_detector,
     crop_face,
     detect_faces,
@@ -286,6 +291,25 @@ def test_yunet_rows_map_back_to_the_upright_image() -> None:
     assert face.box == Box(20, 40, 60, 80)
     assert face.eyes == Eyes(Point(40, 60), Point(60, 64))  # ordered by x in the image
     assert face.score == pytest.approx(0.93)
+
+
+def test_settings_defaults_are_the_face_config_defaults() -> None:
+    settings, config = Settings(), FaceConfig()
+    assert (
+        settings.face_detector,
+        settings.face_yunet_model,
+        settings.max_faces_per_image,
+        settings.min_face_px,
+        settings.face_margin,
+        settings.face_detect_side,
+    ) == astuple(config)
+
+
+def test_a_task_crop_spec_wins_over_the_settings() -> None:
+    spec = FaceCropSpec(detector="haar", margin=0.2, size=112)
+    cropper = build_cropper(FaceConfig(margin=0.5, max_faces=3), size=224, spec=spec)
+    assert (cropper.margin, cropper.size, cropper.max_faces) == (0.2, 112, 3)
+    assert build_cropper(FaceConfig(), size=224).spec == FaceCropSpec(size=224)
 
 
 def test_box_geometry() -> None:
