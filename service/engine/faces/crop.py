@@ -30,7 +30,7 @@ def crop_face(image: Image.Image, face: Face, margin: float, size: int) -> Image
     half = side * (abs(cos) + abs(sin)) / 2
     left, top = math.floor(centre.x - half), math.floor(centre.y - half)
     right, bottom = math.ceil(centre.x + half), math.ceil(centre.y + half)
-    patch = image.convert("RGB").crop((left, top, right, bottom))
+    patch = image.crop((left, top, right, bottom)).convert("RGB")  # crop first: no 12 MP copy
     cx, cy = centre.x - left, centre.y - top
     sx = sy = 1.0
     if side > size:
