@@ -11,10 +11,11 @@ from pathlib import Path
 
 import torch
 
-from service.engine.device import configure_threads, resolve_placement
+from service.engine.config import EngineConfig
+from service.engine.device import configure_threads
+from service.engine.factory import load_task_backbone
 from service.engine.preprocess import ImageLimits, Preprocessor
 from service.engine.vision import VisionTower
-from service.registry import ModelStore
 
 
 def median_ms(function: object, repeats: int = 7) -> float:
@@ -28,12 +29,10 @@ def median_ms(function: object, repeats: int = 7) -> float:
 
 def load_tower(store: Path) -> tuple[VisionTower, Preprocessor]:
     configure_threads(0)
-    age = ModelStore(store).load_task("age")
-    backbone = ModelStore(store).load_backbone(age.manifest.backbone)
-    tower = VisionTower(backbone, resolve_placement("auto", "auto"))
-    tower.warm_up((1, 4))
-    limits = ImageLimits(max_pixels=100_000_000)
-    return tower, Preprocessor(backbone.manifest.preprocess, limits)
+    config = EngineConfig(limits=ImageLimits(max_pixels=100_000_000))
+    backbone, _ = load_task_backbone(store, "age", config)
+    backbone.tower.warm_up((1, 4))
+    return backbone.tower, backbone.preprocess
 
 
 @dataclass(frozen=True)

@@ -6,25 +6,19 @@ handler (on the event loop), no batching. Serves the same backbone and age proto
 
 from __future__ import annotations
 
-import io
 import sys
+from pathlib import Path
 
 import torch
 import uvicorn
 from fastapi import FastAPI, UploadFile
-from open_clip.model import _build_vision_tower
-from open_clip.transform import image_transform
-from PIL import Image
 
-from service.registry import ModelStore
+from service.engine.config import EngineConfig
+from service.engine.factory import load_task_backbone
 
-store = ModelStore(sys.argv[1])
-age = store.load_task("age")
-backbone = store.load_backbone(age.manifest.backbone)
-model = _build_vision_tower(backbone.manifest.embed_dim, backbone.manifest.vision_cfg)
-model.load_state_dict(backbone.state_dict)
-model.eval()
-preprocess = image_transform(backbone.manifest.preprocess.image_size, is_train=False)
+# The same tower and transform as ours (built by the one factory), used the naive way.
+backbone, age = load_task_backbone(Path(sys.argv[1]), "age", EngineConfig("cpu", "fp32"))
+model, preprocess = backbone.tower.model, backbone.preprocess
 values = torch.tensor(age.manifest.values)
 
 app = FastAPI()
@@ -37,9 +31,9 @@ async def ready() -> dict[str, str]:
 
 @app.post("/v1/age/predict")
 async def predict(image: UploadFile) -> dict[str, float]:
-    picture = Image.open(io.BytesIO(await image.read())).convert("RGB")
+    pixels = preprocess(await image.read())
     with torch.no_grad():
-        feature = torch.nn.functional.normalize(model(preprocess(picture)[None]), dim=-1)
+        feature = torch.nn.functional.normalize(model(pixels[None]), dim=-1)
         probabilities = torch.softmax(age.manifest.logit_scale * feature @ age.prototypes.T, -1)
     return {"expected": float(probabilities[0] @ values)}
 

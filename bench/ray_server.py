@@ -13,16 +13,15 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from pathlib import Path
 
 import torch
 from ray import serve
 from starlette.requests import Request
 
-from service.engine.device import configure_threads, resolve_placement
-from service.engine.matching import rank_probabilities
-from service.engine.preprocess import ImageLimits, Preprocessor
-from service.engine.vision import VisionTower
-from service.registry import ModelStore
+from service.engine.config import EngineConfig
+from service.engine.device import configure_threads
+from service.engine.factory import load_task_backbone
 
 STORE, PORT, MAX_BATCH = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 REPLICAS, THREADS = int(sys.argv[4]), int(sys.argv[5])
@@ -34,13 +33,9 @@ REPLICAS, THREADS = int(sys.argv[4]), int(sys.argv[5])
 class AgeModel:
     def __init__(self) -> None:
         configure_threads(THREADS)
-        store = ModelStore(STORE)
-        self.age = store.load_task("age")
-        backbone = store.load_backbone(self.age.manifest.backbone)
-        self.tower = VisionTower(backbone, resolve_placement("cpu", "auto"))
+        backbone, self.age = load_task_backbone(Path(STORE), "age", EngineConfig(device="cpu"))
+        self.tower, self.preprocess = backbone.tower, backbone.preprocess
         self.tower.warm_up()
-        self.preprocess = Preprocessor(backbone.manifest.preprocess, ImageLimits(50_000_000))
-        self.values = torch.tensor(self.age.manifest.values, dtype=torch.float64)
 
     @serve.batch(max_batch_size=MAX_BATCH, batch_wait_timeout_s=0.002)
     async def encode(self, images: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -50,10 +45,8 @@ class AgeModel:
         async with request.form() as form:
             data = await form["image"].read()  # type: ignore[union-attr]
         feature = await self.encode(await asyncio.to_thread(self.preprocess, data))
-        probabilities = rank_probabilities(
-            feature[None], self.age.prototypes, self.age.manifest.logit_scale
-        )
-        return {"expected": float(probabilities[0].double() @ self.values)}
+        (answer,) = self.age.answer(feature[None])
+        return {"expected": answer.expected}
 
 
 @serve.deployment

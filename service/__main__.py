@@ -12,10 +12,12 @@ from types import FrameType
 from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 
 from service.api import create_app
-from service.api.state import ServiceState
+from service.api.middleware import InFlight
 from service.config import Settings
+from service.engine.lifecycle import EngineHost
 from service.logs import configure_logging
 
 log = logging.getLogger("service")
@@ -34,35 +36,43 @@ def parse_overrides(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 class GracefulServer(uvicorn.Server):
-    """SIGTERM/SIGINT: readiness 503 and new work refused at once; exit 0 once every
-    accepted request is answered (or the grace period ends). A second signal forces exit.
-    SIGHUP: reload the registry in place."""
+    """SIGTERM/SIGINT: readiness 503 at once; requests that arrived before the signal get
+    full answers, later ones 503 ``shutting_down`` with ``Retry-After`` and
+    ``Connection: close``. After ``shutdown_delay_s`` (time for a load balancer to notice)
+    and once every request is answered, the listener closes, then the connections, and the
+    process exits 0; ``shutdown_grace_s`` bounds the wait. A second signal forces exit.
+    SIGHUP: reload the registry in place.
 
-    def __init__(self, config: uvicorn.Config, state: ServiceState, settings: Settings) -> None:
+    The signal handler only sets flags: the host's lock is not reentrant, and a signal can
+    land while the event-loop thread holds it."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI, settings: Settings) -> None:
         super().__init__(config)
-        self.state = state
+        self.host: EngineHost = app.state.host
+        self.in_flight: InFlight = app.state.in_flight
         self.settings = settings
-        self.drain_started: float | None = None
+        self.exit_signal: int | None = None
         self.reload_requested = False
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if sig == signal.SIGHUP:
             self.reload_requested = True
-            return
-        if self.drain_started is not None:
+        elif self.exit_signal is not None:
             self.should_exit = self.force_exit = True
-            return
-        log.info("signal %s: draining %d active requests", sig, self.state.active_requests)
-        self.state.start_draining()
-        self.drain_started = time.monotonic()
+        else:
+            self.exit_signal = sig
 
     async def on_tick(self, counter: int) -> bool:
         if self.reload_requested:
             self.reload_requested = False
             asyncio.get_running_loop().create_task(self._reload())
-        if self.drain_started is not None:
-            elapsed = time.monotonic() - self.drain_started
-            drained = self.state.active_requests == 0
+        if self.exit_signal is not None:
+            if not self.host.draining:
+                self.host.start_draining()
+                log.info("signal %s: draining %d requests", self.exit_signal, self.in_flight.count)
+            drain_started = self.host.drain_started or 0.0
+            elapsed = time.monotonic() - drain_started
+            drained = self.in_flight.arrived_before(drain_started) == 0
             if (drained and elapsed >= self.settings.shutdown_delay_s) or (
                 elapsed >= self.settings.shutdown_grace_s
             ):
@@ -71,7 +81,7 @@ class GracefulServer(uvicorn.Server):
 
     async def _reload(self) -> None:
         try:
-            await self.state.reload()
+            await self.host.reload()
         except Exception:  # reload() logged why; the old models keep serving
             return
 
@@ -89,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
         access_log=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 1,
     )
-    server = GracefulServer(config, app.state.service, settings)
+    server = GracefulServer(config, app, settings)
     signal.signal(signal.SIGHUP, server.handle_exit)
     server.run()
 

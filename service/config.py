@@ -11,6 +11,9 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.engine.config import EngineConfig
+from service.engine.preprocess import ImageLimits
+
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
 
@@ -38,7 +41,17 @@ class Settings(BaseSettings):
         2.0, ge=0, description="Longest wait for more images after the first one of a batch."
     )
     max_queued_images: int = Field(
-        256, gt=0, description="Images waiting for the encoder before new requests get 429."
+        256,
+        gt=0,
+        description="Hard cap on images admitted to the encoder (decoding or queued); past it "
+        "requests get 429.",
+    )
+    target_wait_s: float = Field(
+        2.0,
+        gt=0,
+        description="Admission target: a request whose images would wait longer than this "
+        "for the encoder, at the measured throughput (oclip_encoder_throughput_images_per_"
+        "second), is refused at once with 429 and Retry-After.",
     )
     preprocess_workers: int = Field(2, gt=0, description="Threads that decode and resize images.")
     torch_threads: int = Field(0, ge=0, description="Intra-op threads; 0 = number of cores.")
@@ -70,6 +83,9 @@ class Settings(BaseSettings):
     )
     request_timeout_s: float = Field(
         30.0, gt=0, description="Deadline for one predict request; past it the answer is 504."
+    )
+    upload_timeout_s: float = Field(
+        30.0, gt=0, description="Longest time to receive a request's body; past it, 408."
     )
     shutdown_grace_s: float = Field(
         30.0, gt=0, description="On SIGTERM, longest wait for accepted requests to finish."
@@ -105,6 +121,12 @@ class Settings(BaseSettings):
     )
     api_keys: str = Field("", description="Comma-separated API keys; empty = no auth.")
     api_keys_file: Path | None = Field(None, description="File with one API key per line.")
+    admin_api_keys: str = Field(
+        "",
+        description="Comma-separated keys for /admin/*; empty = the admin routes are off "
+        "(SIGHUP still reloads).",
+    )
+    web_page: bool = Field(True, description="Serve the try-it page at /")
     log_level: str = Field("info", description="Python logging level.")
     log_format: Literal["json", "text"] = Field("json", description="Log line format.")
 
@@ -114,6 +136,31 @@ class Settings(BaseSettings):
             lines = self.api_keys_file.read_text().splitlines()
             keys += [k.strip() for k in lines if k.strip() and not k.startswith("#")]
         return keys
+
+    def admin_keys(self) -> list[str]:
+        return [k.strip() for k in self.admin_api_keys.split(",") if k.strip()]
+
+    def engine_config(self) -> EngineConfig:
+        """The engine's own settings, taken from these."""
+        return EngineConfig(
+            device=self.device,
+            precision=self.precision,
+            max_batch_size=self.max_batch_size,
+            max_batch_delay_ms=self.max_batch_delay_ms,
+            encoder_workers=self.encoder_workers,
+            cpu_cores=self.torch_threads,
+            gil_switch_interval_ms=self.gil_switch_interval_ms,
+            target_wait_s=self.target_wait_s,
+            max_queued_images=self.max_queued_images,
+            preprocess_workers=self.preprocess_workers,
+            limits=ImageLimits(
+                max_pixels=self.max_image_pixels,
+                max_bytes=self.max_image_bytes,
+                max_aspect_ratio=self.max_aspect_ratio,
+                formats=self.format_set(),
+            ),
+            interval_level=self.interval_level,
+        )
 
     def format_set(self) -> frozenset[str]:
         names = {f.strip().upper() for f in self.accepted_formats.split(",") if f.strip()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -9,21 +10,28 @@ from fastapi import FastAPI
 
 from service import __version__
 from service.api.errors import install_error_handlers
-from service.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
-from service.api.routes import admin, health, models, predict
-from service.api.state import ServiceState
+from service.api.middleware import BodySizeLimitMiddleware, InFlight, RequestContextMiddleware
+from service.api.routes import admin, health, models, page, predict
 from service.config import Settings
+from service.engine.factory import load_engine
+from service.engine.lifecycle import EngineHost
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, host: EngineHost | None = None) -> FastAPI:
+    """The app for ``settings``. ``host`` defaults to one that loads ``settings.model_store``
+    in the background when the app starts (tests pass one that is already loaded)."""
     settings = settings or Settings()
-    state = ServiceState(settings)
+    if host is None:
+        engine_config = settings.engine_config()
+        host = EngineHost(lambda: load_engine(settings.model_store, engine_config))
+    serving = host
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        state.start_loading()
+        if serving.engine is None:
+            serving.start_loading()
         yield
-        state.stop()
+        await asyncio.to_thread(serving.stop)
 
     app = FastAPI(
         title="OrdinalCLIP ordinal-attribute prediction service",
@@ -32,11 +40,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "with the full probability distribution over ranks.",
         lifespan=lifespan,
     )
-    app.state.service = state
+    app.state.settings = settings
+    app.state.host = host
+    app.state.in_flight = InFlight()
     app.state.api_keys = [key.encode() for key in settings.load_api_keys()]
+    app.state.admin_keys = [key.encode() for key in settings.admin_keys()]
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
-    app.add_middleware(RequestContextMiddleware)
-    for router in (predict.router, models.router, admin.router, health.router):
+    app.add_middleware(
+        RequestContextMiddleware, in_flight=app.state.in_flight, draining=lambda: host.draining
+    )
+    for router in (predict.router, models.router, health.router, page.router):
         app.include_router(router)
+    if app.state.admin_keys:
+        app.include_router(admin.router)
     return app

@@ -1,7 +1,9 @@
-"""FastAPI dependencies shared by the routers: state, the leased engine, settings, API keys.
+"""FastAPI dependencies shared by the routers: the host, the leased engine, settings, keys.
 
 All are ``async def``: FastAPI would run plain functions in a thread pool, a needless
-thread hop per dependency per request.
+thread hop per dependency per request. Order matters in a handler's signature: the
+upload is read (and bounded in time) *before* the engine is leased, so a slow client
+never pins an engine across a reload or holds a drain open.
 """
 
 from __future__ import annotations
@@ -12,34 +14,45 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from service.api.state import ServiceState
+from service.api.uploads import read_images
 from service.config import Settings
-from service.engine.engine import InferenceEngine
+from service.engine.engine import InferenceEngine, NamedImage
+from service.engine.lifecycle import EngineHost
 from service.errors import Unauthorized
 
 
-async def get_state(request: Request) -> ServiceState:
-    state: ServiceState = request.app.state.service
-    return state
+async def get_host(request: Request) -> EngineHost:
+    host: EngineHost = request.app.state.host
+    return host
+
+
+async def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def get_images(request: Request) -> list[NamedImage]:
+    settings: Settings = request.app.state.settings
+    return await read_images(request, settings.max_images_per_request, settings.upload_timeout_s)
+
+
+async def check_task(task: str, request: Request) -> str:
+    """Refuse an unknown task before its upload is read (the engine re-checks on lease)."""
+    host: EngineHost = request.app.state.host
+    if host.engine is not None:
+        host.engine.task(task)
+    return task
 
 
 async def get_engine(request: Request) -> AsyncIterator[InferenceEngine]:
     """The engine this request runs on, held until the request is done (hot reload safe)."""
-    state: ServiceState = request.app.state.service
-    with state.lease() as engine:
+    host: EngineHost = request.app.state.host
+    with host.lease(arrived=request.scope["state"].get("arrived")) as engine:
         yield engine
 
 
-async def get_settings(request: Request) -> Settings:
-    state: ServiceState = request.app.state.service
-    return state.settings
-
-
-async def require_api_key(request: Request) -> None:
-    """``Authorization: Bearer <key>`` or ``X-API-Key: <key>`` when keys are configured."""
-    keys: list[bytes] = request.app.state.api_keys
-    if not keys:
-        return
+def _check_key(request: Request, keys: list[bytes]) -> None:
+    """``Authorization: Bearer <key>`` or ``X-API-Key: <key>``, compared in constant time."""
     authorization = request.headers.get("authorization", "")
     scheme, _, token = authorization.partition(" ")
     presented = (
@@ -55,7 +68,20 @@ async def require_api_key(request: Request) -> None:
         )
 
 
-StateDep = Annotated[ServiceState, Depends(get_state)]
-EngineDep = Annotated[InferenceEngine, Depends(get_engine)]
+async def require_api_key(request: Request) -> None:
+    keys: list[bytes] = request.app.state.api_keys
+    if keys:
+        _check_key(request, keys)
+
+
+async def require_admin_key(request: Request) -> None:
+    _check_key(request, request.app.state.admin_keys)
+
+
+HostDep = Annotated[EngineHost, Depends(get_host)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+TaskDep = Annotated[str, Depends(check_task)]
+ImagesDep = Annotated[list[NamedImage], Depends(get_images)]
+EngineDep = Annotated[InferenceEngine, Depends(get_engine)]
 Authenticated = Depends(require_api_key)
+AdminAuthenticated = Depends(require_admin_key)

@@ -1,8 +1,13 @@
-"""Every error leaves the service as ``{"error": {"code", "message"}}``, never a traceback."""
+"""Every error leaves the service as ``{"error": {"code", "message"}}``, never a traceback.
+
+Statuses and codes come from :data:`service.errors.ERROR_TABLE`, which also generates each
+route's documented responses (:func:`documented`).
+"""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -10,18 +15,15 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service import metrics
-from service.errors import ServiceError
+from service.errors import (
+    ERROR_TABLE,
+    FRAMEWORK_ERRORS,
+    INTERNAL_ERROR,
+    InvalidRequest,
+    ServiceError,
+)
 
 log = logging.getLogger(__name__)
-
-HTTP_STATUS_CODES = {
-    400: "malformed_request",
-    401: "unauthorized",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-}
 
 
 def error_response(
@@ -30,6 +32,25 @@ def error_response(
     metrics.ERRORS.labels(code).inc()
     body = {"error": {"code": code, "message": message}}
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def internal_error_response() -> JSONResponse:
+    return error_response(500, INTERNAL_ERROR.code, "internal error; the request was not processed")
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for ``statuses``: the one error schema, and every code of the
+    table that answers with that status."""
+    from service.api.schemas import ErrorResponse  # schemas import engine types; keep lazy
+
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in sorted(set(statuses)):
+        kinds = [kind for kind in ERROR_TABLE if kind.status == status]
+        if not kinds:
+            raise ValueError(f"status {status} is in no row of the error table")
+        lines = "; ".join(f"`{kind.code}`: {kind.meaning}" for kind in kinds)
+        responses[status] = {"model": ErrorResponse, "description": lines}
+    return responses
 
 
 async def _service_error(_: Request, exc: Exception) -> JSONResponse:
@@ -44,22 +65,17 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     problems = "; ".join(
         f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in exc.errors()
     )
-    return error_response(422, "invalid_request", problems or "invalid request")
+    return error_response(422, InvalidRequest.code, problems or "invalid request")
 
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code = HTTP_STATUS_CODES.get(exc.status_code, f"http_{exc.status_code}")
+    known = FRAMEWORK_ERRORS.get(exc.status_code)
+    code = known.code if known else f"http_{exc.status_code}"
     return error_response(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
-
-
-async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error", exc_info=exc)
-    return error_response(500, "internal_error", "internal error; the request was not processed")
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected_error)

@@ -6,63 +6,109 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import metrics
-from service.api.errors import error_response
+from service.api.errors import error_response, internal_error_response
 from service.errors import PayloadTooLarge
 from service.logs import request_id as current_request_id
 
 log = logging.getLogger("service.access")
 
 REQUEST_ID_HEADER = b"x-request-id"
-_SAFE_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+_SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+
+
+class InFlight:
+    """Arrival times of the HTTP requests being handled now. A draining server waits for
+    those that arrived before the signal; later ones are refused quickly and do not count."""
+
+    def __init__(self) -> None:
+        self._arrivals: dict[int, float] = {}
+
+    def enter(self, key: int, arrived: float) -> None:
+        self._arrivals[key] = arrived
+
+    def leave(self, key: int) -> None:
+        self._arrivals.pop(key, None)
+
+    @property
+    def count(self) -> int:
+        return len(self._arrivals)
+
+    def arrived_before(self, moment: float) -> int:
+        return sum(1 for arrived in list(self._arrivals.values()) if arrived < moment)
 
 
 class RequestContextMiddleware:
-    """Tags each request with an id (the client's ``X-Request-ID`` if sane) and records
-    its route-level count, status and latency."""
+    """Tags each request with an id (the client's ``X-Request-ID`` if sane) and its arrival
+    time, records its route-level count, status and latency, and turns any unhandled
+    exception into a JSON 500 that still carries the request id. While the server drains,
+    every response says ``Connection: close`` so keep-alive clients reconnect elsewhere."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, in_flight: InFlight, draining: Callable[[], bool]) -> None:
         self.app = app
+        self.in_flight = in_flight
+        self.draining = draining
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         given = dict(scope["headers"]).get(REQUEST_ID_HEADER, b"")
-        request_id = given if _SAFE_REQUEST_ID.match(given) else uuid.uuid4().hex.encode()
-        scope.setdefault("state", {})["request_id"] = request_id.decode()
+        request_id = given if _SAFE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex.encode()
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id.decode()
+        state["arrived"] = time.monotonic()
         token = current_request_id.set(request_id.decode())
         status = 500
+        started = False
         start = time.perf_counter()
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", []), (REQUEST_ID_HEADER, request_id)]
+                status, started = message["status"], True
+                headers = [*message.get("headers", []), (REQUEST_ID_HEADER, request_id)]
+                if self.draining():
+                    headers.append((b"connection", b"close"))
+                message["headers"] = headers
             await send(message)
 
         metrics.IN_FLIGHT.inc()
+        self.in_flight.enter(id(state), state["arrived"])
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            log.exception("unhandled error", exc_info=exc)
+            if started:
+                raise  # the answer is half sent: only closing the connection is honest
+            await internal_error_response()(scope, receive, send_with_id)
         finally:
+            self.in_flight.leave(id(state))
             metrics.IN_FLIGHT.dec()
-            seconds = time.perf_counter() - start
-            route = getattr(scope.get("route"), "path", "unmatched")
-            task = scope["state"].get("task", "")  # set by handlers for served tasks only
-            metrics.REQUESTS.labels(route, task, scope["method"], str(status)).inc()
-            metrics.REQUEST_SECONDS.labels(route).observe(seconds)
-            log.info(
-                "%s %s %d",
-                scope["method"],
-                scope["path"],
-                status,
-                extra={"status": status, "route": route, "duration_ms": round(seconds * 1000, 2)},
-            )
+            _record(scope, status, time.perf_counter() - start)
             current_request_id.reset(token)
+
+
+def _record(scope: Scope, status: int, seconds: float) -> None:
+    """Request metrics and the access log line. The task label comes from the route's path
+    parameter, and only for answered requests: an unknown task never becomes a label."""
+    route = getattr(scope.get("route"), "path", "unmatched")
+    task = scope.get("path_params", {}).get("task", "") if status < 400 else ""
+    if route == "/v1/predict":
+        task = "multi"
+    metrics.REQUESTS.labels(route, task, scope["method"], str(status)).inc()
+    metrics.REQUEST_SECONDS.labels(route).observe(seconds)
+    log.info(
+        "%s %s %d",
+        scope["method"],
+        scope["path"],
+        status,
+        extra={"status": status, "route": route, "duration_ms": round(seconds * 1000, 2)},
+    )
 
 
 class BodySizeLimitMiddleware:

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from service.engine.matching import Summary
+from service.engine import results
 from service.registry.manifest import BackboneManifest, TaskManifest
 
 
@@ -31,24 +31,23 @@ class Prediction(BaseModel):
     distribution: Distribution | None = None
 
     @classmethod
-    def build(
-        cls, summary: Summary, manifest: TaskManifest, filename: str | None, with_distribution: bool
+    def of(
+        cls, answer: results.TaskPrediction, filename: str | None, with_distribution: bool
     ) -> Prediction:
         distribution = None
         if with_distribution:
             distribution = Distribution(
-                values=manifest.values,
-                labels=manifest.labels,
-                probabilities=summary.probabilities.tolist(),
+                values=answer.values,
+                labels=answer.labels,
+                probabilities=answer.probabilities.tolist(),
             )
+        interval = answer.interval
         return cls(
             filename=filename,
-            expected=summary.expected,
-            mode=summary.mode,
-            median=summary.median,
-            interval=Interval(
-                level=summary.level, low=summary.interval_low, high=summary.interval_high
-            ),
+            expected=answer.expected,
+            mode=answer.mode,
+            median=answer.median,
+            interval=Interval(level=interval.level, low=interval.low, high=interval.high),
             distribution=distribution,
         )
 
@@ -59,8 +58,8 @@ class ModelRef(BaseModel):
     backbone: str
 
     @classmethod
-    def of(cls, manifest: TaskManifest) -> ModelRef:
-        return cls(task=manifest.task, version=manifest.version, backbone=manifest.backbone)
+    def of(cls, ref: results.ModelRef) -> ModelRef:
+        return cls(task=ref.task, version=ref.version, backbone=ref.backbone)
 
 
 class TaskPredictResponse(BaseModel):
@@ -111,6 +110,23 @@ class ModelInfo(BaseModel):
     metrics: dict[str, Any]
     provenance: dict[str, Any]
     created_at: str | None = None
+
+    @classmethod
+    def of(cls, manifest: TaskManifest, backbone: BackboneManifest) -> ModelInfo:
+        return cls(
+            task=manifest.task,
+            version=manifest.version,
+            description=manifest.description,
+            unit=manifest.unit,
+            num_ranks=manifest.num_ranks,
+            values=manifest.values,
+            labels=manifest.labels,
+            logit_scale=manifest.logit_scale,
+            backbone=BackboneInfo.of(backbone),
+            metrics=manifest.metrics,
+            provenance=manifest.provenance,
+            created_at=manifest.created_at,
+        )
 
 
 class ModelList(BaseModel):

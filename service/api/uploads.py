@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import Request
 from starlette.datastructures import UploadFile
 
 from service.engine.engine import NamedImage
-from service.errors import InvalidRequest, NoImage, TooManyImages, UnsupportedMediaType
+from service.errors import (
+    InvalidRequest,
+    NoImage,
+    TooManyImages,
+    UnsupportedMediaType,
+    UploadTimeout,
+)
 
 IMAGE_FIELD = "image"
 RAW_BODY_TYPES = ("image/", "application/octet-stream")
@@ -35,8 +43,16 @@ IMAGE_UPLOAD_OPENAPI = {
 }
 
 
-async def read_images(request: Request, max_images: int) -> list[NamedImage]:
-    """All images of the request, in order. Raises typed errors for every malformed case."""
+async def read_images(request: Request, max_images: int, timeout_s: float) -> list[NamedImage]:
+    """All images of the request, in order, received within ``timeout_s`` (a client that
+    trickles its body gets 408). Raises typed errors for every malformed case."""
+    try:
+        return await asyncio.wait_for(_read_images(request, max_images), timeout_s)
+    except TimeoutError:
+        raise UploadTimeout(f"the request body did not arrive within {timeout_s:g} s") from None
+
+
+async def _read_images(request: Request, max_images: int) -> list[NamedImage]:
     content_type = request.headers.get("content-type", "").lower()
     if content_type.startswith(RAW_BODY_TYPES):
         return [NamedImage(name="body", data=await request.body())]

@@ -1,4 +1,1 @@
-"""Inference engine: image bytes -> tensors -> CLIP image features -> rank distributions.
-
-Knows nothing of HTTP; raises :mod:`service.errors` types.
-"""
+"""Engine: pre (decode) -> core (batcher + tower) -> post (matching); see ARCHITECTURE.md."""

@@ -1,30 +1,45 @@
-"""Dynamic micro-batching: images from concurrent requests share forward passes.
+"""The core stage: admission by expected wait, and dynamic micro-batching.
 
-Worker threads (one by default; on a multi-core CPU, several with fewer intra-op threads
-each) take queued images, form batches of at most ``max_batch_size`` (waiting at most
-``max_batch_delay`` after the first image arrived), run the encoder off the event loop and
-route each row back to its request's future. A failing batch fails exactly its own
-futures; a full queue refuses new work at once.
+A request first *reserves* room for its images (:meth:`MicroBatcher.reserve`), before any
+decoding: it is refused at once (429 + ``Retry-After``) when its images would wait longer
+than the target wait at the measured throughput, so the queue bound follows the hardware.
+Then its decoded images are queued; worker threads pack them into batches of at most
+``max_batch_size`` (waiting at most ``max_batch_delay`` after the first), run the encoder
+off the event loop and route each row back to its request's future. Whatever goes wrong
+in a batch fails exactly that batch's futures, and the worker carries on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 
-from service.errors import Overloaded, ShuttingDown, TooManyImages
+from service.errors import Overloaded, ShuttingDown, TooManyImages, retry_after
 
 log = logging.getLogger(__name__)
 
-Encode = Callable[[torch.Tensor, int | None], torch.Tensor]  # (pixels, intra-op threads)
 BatchObserver = Callable[[int, float, list[float]], None]  # size, seconds, queue waits
+RATE_SMOOTHING = 0.2  # weight of the newest batch in the throughput estimate
+
+
+class Encoder(Protocol):
+    def encode(self, pixels: torch.Tensor, intra_op_threads: int | None = None) -> torch.Tensor:
+        """N x 3 x H x W float32 -> N x D features."""
+        ...
+
+    def calibrate_batch_size(self, intra_op_threads: int | None = None) -> int: ...
+
+    def throughput(self, batch_size: int, intra_op_threads: int | None = None) -> float: ...
 
 
 @dataclass
@@ -35,64 +50,137 @@ class _Item:
     enqueued: float = field(default_factory=time.perf_counter)
 
 
+class Reservation:
+    """Room for a request's images, held from admission until they are queued (or the
+    request fails before that, when :meth:`release` gives the room back)."""
+
+    def __init__(self, batcher: MicroBatcher, count: int) -> None:
+        self._batcher = batcher
+        self.count = count
+
+    def release(self) -> None:
+        count, self.count = self.count, 0
+        if count:
+            self._batcher._forget(count)
+
+
 class MicroBatcher:
     def __init__(
         self,
-        encode: Encode,
+        encoder: Encoder,
         *,
         name: str,
         max_batch_size: int,
         max_batch_delay_s: float,
+        target_wait_s: float,
         max_queued: int,
-        on_batch: BatchObserver | None = None,
         workers: int = 1,
-        threads: int | None = None,
+        cores: int | None = None,
+        on_batch: BatchObserver | None = None,
     ) -> None:
-        """``threads``: the cores the workers share (None: leave torch's setting alone). A
-        worker alone with an empty queue uses them all, so a lone request is as fast as one
-        forward can be; under load each uses ``threads // workers`` and the workers run
-        side by side, which on a CPU beats one worker with every core (no barrier stalls)."""
+        """``workers``: forward-pass threads. ``cores``: the CPU cores they share (None:
+        leave torch's setting alone, as on CUDA). A worker alone with an empty queue uses
+        every core, so a lone request is as fast as one forward can be; under load each
+        uses ``cores // workers`` intra-op threads and they run side by side."""
         self.name = name
-        self._encode = encode
-        self.max_batch_size = max_batch_size
+        self._encoder = encoder
+        self._max_batch_size = max_batch_size
         self.max_batch_delay_s = max_batch_delay_s
+        self.target_wait_s = target_wait_s
         self.max_queued = max_queued
         self._on_batch = on_batch
+        self._cores = cores
         self._queue: queue.Queue[_Item | None] = queue.Queue()
-        self._pending = 0  # queued + running images
-        self._pending_lock = threading.Lock()
-        self._stopped = False
-        self._threads_total = threads
+        self._lock = threading.Lock()
+        self._pending = 0  # reserved + queued + running images
         self._busy_workers = 0
-        self._threads = [
+        self._rate = 0.0  # images per second, all workers together; 0 = not measured yet
+        self._stopped = False
+        self._workers = [
             threading.Thread(target=self._run, name=f"batcher-{name}-{i}", daemon=True)
             for i in range(workers)
         ]
-        for thread in self._threads:
-            thread.start()
+
+    # -- life cycle ----------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the worker threads (apart from construction, so that a failed build of a
+        sibling backbone leaves no thread behind)."""
+        for worker in self._workers:
+            worker.start()
+
+    def calibrate(self, search_batch_size: bool) -> None:
+        """Measure the throughput admission starts from; with ``search_batch_size``, first
+        pick the batch size with the best throughput."""
+        threads = self._threads_under_load()
+        if search_batch_size:
+            self._max_batch_size = self._encoder.calibrate_batch_size(threads)
+        rate = self._encoder.throughput(self._max_batch_size, threads)
+        self._rate = rate * len(self._workers)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish what is queued, then end the workers. Blocks: call it off the event loop."""
+        self._stopped = True
+        for _ in self._workers:
+            self._queue.put(None)
+        for worker in self._workers:
+            if worker.is_alive():
+                worker.join(timeout)
+
+    # -- figures -------------------------------------------------------------------------
+    @property
+    def max_batch_size(self) -> int:
+        return self._max_batch_size
 
     @property
     def pending(self) -> int:
         return self._pending
 
-    async def encode(self, images: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Queue a request's images together (all or none) and await their features."""
+    @property
+    def throughput(self) -> float:
+        return self._rate
+
+    @property
+    def expected_wait_s(self) -> float:
+        """How long a newly queued image would wait at the measured throughput."""
+        return self._pending / self._rate if self._rate > 0 else 0.0
+
+    # -- admission -----------------------------------------------------------------------
+    def reserve(self, count: int) -> Reservation:
+        """Admit ``count`` images now or refuse at once. An idle encoder always admits (a
+        big request on a slow machine is slow, not refused); a busy one admits while the
+        queue would drain within the target wait and holds fewer than ``max_queued``."""
         if self._stopped:
-            raise ShuttingDown("the service is shutting down")
-        if len(images) > self.max_queued:
+            raise ShuttingDown()
+        if count > self.max_queued:
             raise TooManyImages(
-                f"{len(images)} images can never fit the encoder queue of {self.max_queued}"
+                f"{count} images can never fit the encoder queue of {self.max_queued}"
             )
-        with self._pending_lock:
-            if self._pending + len(images) > self.max_queued:
+        with self._lock:
+            pending = self._pending
+            wait = (pending + count) / self._rate if self._rate > 0 else 0.0
+            if pending and (pending + count > self.max_queued or wait > self.target_wait_s):
+                drain_s = pending / self._rate if self._rate > 0 else 1.0
                 raise Overloaded(
-                    f"{self._pending} images are already waiting for the encoder "
-                    f"(limit {self.max_queued}); retry shortly",
-                    headers={"Retry-After": "1"},
+                    f"{pending} images are ahead (about {drain_s:.1f} s of work at "
+                    f"{self._rate:.1f} img/s; target wait {self.target_wait_s:g} s); retry later",
+                    headers=retry_after(drain_s),
                 )
-            self._pending += len(images)
+            self._pending += count
+        return Reservation(self, count)
+
+    def _forget(self, count: int) -> None:
+        with self._lock:
+            self._pending -= count
+
+    async def encode(
+        self, images: list[torch.Tensor], reservation: Reservation
+    ) -> list[torch.Tensor]:
+        """Queue a request's admitted images together and await their features."""
+        if len(images) != reservation.count:
+            raise ValueError(f"{len(images)} images for a reservation of {reservation.count}")
         loop = asyncio.get_running_loop()
         items = [_Item(pixels, loop.create_future(), loop) for pixels in images]
+        reservation.count = 0  # from now on the workers account for these images
         for item in items:
             self._queue.put(item)
         try:
@@ -102,29 +190,29 @@ class MicroBatcher:
                 item.future.cancel()  # the worker skips cancelled items
             raise
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Finish what is queued, then end the worker threads."""
-        self._stopped = True
-        for _ in self._threads:
-            self._queue.put(None)
-        for thread in self._threads:
-            thread.join(timeout)
-
-    # -- worker thread -------------------------------------------------------------------
+    # -- worker threads ------------------------------------------------------------------
     def _run(self) -> None:
         while True:
             first = self._queue.get()
             if first is None:
                 return
             batch, stop_after = self._fill_batch(first)
-            self._process(batch)
+            outcomes: list[tuple[_Item, torch.Tensor | BaseException]]
+            try:
+                outcomes = list(self._process(batch))
+            except BaseException as exc:  # a worker must outlive any batch
+                log.exception("batch of %d failed on %s", len(batch), self.name)
+                outcomes = [(item, exc) for item in batch]
+            self._forget(len(batch))  # before any client hears back: admission sees it first
+            for item, outcome in outcomes:
+                _settle(item, outcome)
             if stop_after:
                 return
 
     def _fill_batch(self, first: _Item) -> tuple[list[_Item], bool]:
         batch = [first]
         deadline = first.enqueued + self.max_batch_delay_s
-        while len(batch) < self.max_batch_size:
+        while len(batch) < self._max_batch_size:
             timeout = deadline - time.perf_counter()
             try:
                 item = (
@@ -137,61 +225,59 @@ class MicroBatcher:
             batch.append(item)
         return batch, False
 
-    def _worker_slot(self) -> _Slot:
-        return _Slot(self)
-
-    def _process(self, batch: list[_Item]) -> None:
+    def _process(self, batch: list[_Item]) -> Iterator[tuple[_Item, torch.Tensor]]:
         live = [item for item in batch if not item.future.cancelled()]
+        if not live:
+            return iter(())
+        started = time.perf_counter()
+        waits = [started - item.enqueued for item in live]
+        with self._worker_slot() as (threads, sharing):
+            features = self._encoder.encode(torch.stack([item.pixels for item in live]), threads)
+        seconds = time.perf_counter() - started
+        if len(features) != len(live):
+            raise RuntimeError(f"encoder returned {len(features)} rows for {len(live)} images")
+        self._update_rate(len(live) / max(seconds, 1e-9) * sharing)
+        if self._on_batch is not None:
+            self._on_batch(len(live), seconds, waits)
+        return zip(live, features, strict=True)
+
+    def _update_rate(self, sample: float) -> None:
+        with self._lock:
+            self._rate = (
+                sample
+                if self._rate <= 0
+                else (1 - RATE_SMOOTHING) * self._rate + RATE_SMOOTHING * sample
+            )
+
+    def _threads_under_load(self) -> int | None:
+        return None if self._cores is None else max(1, self._cores // len(self._workers))
+
+    @contextmanager
+    def _worker_slot(self) -> Iterator[tuple[int | None, int]]:
+        """(intra-op threads for this batch, workers that share the cores meanwhile)."""
+        with self._lock:
+            self._busy_workers += 1
+            alone = self._busy_workers == 1 and self._queue.empty()
         try:
-            if not live:
-                return
-            started = time.perf_counter()
-            waits = [started - item.enqueued for item in live]
-            try:
-                with self._worker_slot() as threads:
-                    features = self._encode(torch.stack([item.pixels for item in live]), threads)
-                if len(features) != len(live):
-                    raise RuntimeError(f"encoder returned {len(features)} rows for {len(live)}")
-            except Exception as exc:  # the batch's requests fail; the worker lives on
-                log.exception("batch of %d failed on %s", len(live), self.name)
-                for item in live:
-                    item.loop.call_soon_threadsafe(_set_exception, item.future, exc)
-                return
-            if self._on_batch is not None:
-                self._on_batch(len(live), time.perf_counter() - started, waits)
-            for item, row in zip(live, features, strict=True):
-                item.loop.call_soon_threadsafe(_set_result, item.future, row)
+            if alone:
+                yield self._cores, 1
+            else:
+                yield self._threads_under_load(), len(self._workers)
         finally:
-            with self._pending_lock:
-                self._pending -= len(batch)
+            with self._lock:
+                self._busy_workers -= 1
 
 
-class _Slot:
-    """Counts busy workers and picks the intra-op threads for the batch about to run."""
+def _settle(item: _Item, outcome: torch.Tensor | BaseException) -> None:
+    """Complete a future from a worker thread; a closed loop (client gone) is ignored."""
 
-    def __init__(self, batcher: MicroBatcher) -> None:
-        self.batcher = batcher
+    def apply() -> None:
+        if item.future.done():
+            return
+        if isinstance(outcome, BaseException):
+            item.future.set_exception(outcome)
+        else:
+            item.future.set_result(outcome)
 
-    def __enter__(self) -> int | None:
-        batcher = self.batcher
-        with batcher._pending_lock:
-            batcher._busy_workers += 1
-            alone = batcher._busy_workers == 1 and batcher._queue.empty()
-        total = batcher._threads_total
-        if total is None:
-            return None
-        return total if alone else max(1, total // len(batcher._threads))
-
-    def __exit__(self, *_: object) -> None:
-        with self.batcher._pending_lock:
-            self.batcher._busy_workers -= 1
-
-
-def _set_result(future: asyncio.Future[torch.Tensor], value: torch.Tensor) -> None:
-    if not future.done():
-        future.set_result(value)
-
-
-def _set_exception(future: asyncio.Future[torch.Tensor], exc: BaseException) -> None:
-    if not future.done():
-        future.set_exception(exc)
+    with contextlib.suppress(RuntimeError):  # the event loop is closed: nobody waits
+        item.loop.call_soon_threadsafe(apply)

@@ -1,32 +1,30 @@
-"""The inference engine: one vision tower and micro-batcher per backbone, tasks on top.
+"""The inference engine: pre (decode) -> core (batcher + tower) -> post (matching).
 
-Tasks that share a backbone share one forward pass per image.
+Built by :func:`service.engine.factory.build_engine`. It answers ``predict`` with complete
+typed results and knows nothing of HTTP. Tasks that share a backbone share one encoding
+per image; each image is decoded once, whatever the number of backbones.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from service import metrics
-from service.config import Settings
-from service.engine.batcher import MicroBatcher
-from service.engine.device import Placement, encoder_layout
-from service.engine.matching import Summary, rank_probabilities, summarize
-from service.engine.preprocess import ImageLimits, Preprocessor
+from service.engine.batcher import MicroBatcher, Reservation
+from service.engine.device import Placement
+from service.engine.post import TaskRuntime
+from service.engine.pre import PreStage
+from service.engine.preprocess import Preprocessor
+from service.engine.results import ImageResult, TaskPrediction
 from service.engine.vision import VisionTower
 from service.errors import DeadlineExceeded, UnknownTask
-from service.registry import LoadedBackbone, LoadedTask, RegistrySnapshot
-from service.registry.manifest import TaskManifest
-
-log = logging.getLogger(__name__)
+from service.registry.manifest import BackboneManifest, TaskManifest
 
 
 @dataclass(frozen=True)
@@ -35,98 +33,59 @@ class NamedImage:
     data: bytes
 
 
-@dataclass(frozen=True)
-class TaskRuntime:
-    manifest: TaskManifest
-    prototypes: torch.Tensor
-    values: np.ndarray
-
-    @classmethod
-    def from_loaded(cls, loaded: LoadedTask) -> TaskRuntime:
-        values = np.asarray(loaded.manifest.values, dtype=np.float64)
-        return cls(loaded.manifest, loaded.prototypes, values)
-
-    def summarize(self, features: torch.Tensor, level: float) -> list[Summary]:
-        probabilities = rank_probabilities(features, self.prototypes, self.manifest.logit_scale)
-        return [summarize(row, self.values, level) for row in probabilities.double().numpy()]
-
-    def observe(self, summaries: list[Summary]) -> None:
-        """Feed the drift metrics: the predicted value and its position in the range."""
-        task = self.manifest.task
-        low, high = self.values[0], self.values[-1]
-        metrics.IMAGES.labels(task).inc(len(summaries))
-        for summary in summaries:
-            metrics.PREDICTED_VALUE.labels(task).observe(summary.expected)
-            metrics.PREDICTED_POSITION.labels(task).observe((summary.expected - low) / (high - low))
-
-
 class BackboneRuntime:
-    """A vision tower, its preprocessing and its batcher."""
+    """One vision tower with its eval transform and its micro-batcher."""
 
-    def __init__(self, loaded: LoadedBackbone, placement: Placement, settings: Settings) -> None:
-        self.id = loaded.manifest.id
-        self.manifest = loaded.manifest
-        self.tower = VisionTower(loaded, placement)
-        self.preprocess = Preprocessor(
-            loaded.manifest.preprocess,
-            ImageLimits(
-                max_pixels=settings.max_image_pixels,
-                max_bytes=settings.max_image_bytes,
-                max_aspect_ratio=settings.max_aspect_ratio,
-                formats=settings.format_set(),
-            ),
-        )
-        workers, cores = encoder_layout(placement, settings.encoder_workers, settings.torch_threads)
-        self.threads_per_worker = None if cores is None else max(1, cores // workers)
-        self.batcher = MicroBatcher(
-            self.tower.encode,
-            name=self.id,
-            max_batch_size=settings.max_batch_size or 1,
-            max_batch_delay_s=settings.max_batch_delay_ms / 1000.0,
-            max_queued=settings.max_queued_images,
-            on_batch=self._observe_batch,
-            workers=workers,
-            threads=cores,
-        )
-        metrics.QUEUE_DEPTH.labels(self.id).set_function(lambda: self.batcher.pending)
+    def __init__(
+        self,
+        manifest: BackboneManifest,
+        tower: VisionTower,
+        preprocess: Preprocessor,
+        batcher: MicroBatcher,
+    ) -> None:
+        self.id = manifest.id
+        self.manifest = manifest
+        self.tower = tower
+        self.preprocess = preprocess
+        self.batcher = batcher
 
-    def _observe_batch(self, size: int, seconds: float, waits: list[float]) -> None:
-        metrics.BATCH_SIZE.labels(self.id).observe(size)
-        metrics.INFERENCE_SECONDS.labels(self.id).observe(seconds)
-        for wait in waits:
-            metrics.QUEUE_WAIT_SECONDS.labels(self.id).observe(wait)
 
-    def preprocess_timed(self, image: NamedImage) -> torch.Tensor:
-        start = time.perf_counter()
-        pixels = self.preprocess(image.data, image.name)
-        metrics.PREPROCESS_SECONDS.labels(self.id).observe(time.perf_counter() - start)
-        return pixels
+def observe_batch(backbone_id: str, size: int, seconds: float, waits: list[float]) -> None:
+    """The core stage's metrics, fed by the batcher's workers after every batch."""
+    metrics.BATCH_SIZE.labels(backbone_id).observe(size)
+    metrics.INFERENCE_SECONDS.labels(backbone_id).observe(seconds)
+    for wait in waits:
+        metrics.QUEUE_WAIT_SECONDS.labels(backbone_id).observe(wait)
 
 
 class InferenceEngine:
     def __init__(
-        self, snapshot: RegistrySnapshot, placement: Placement, settings: Settings
+        self,
+        backbones: dict[str, BackboneRuntime],
+        tasks: dict[str, TaskRuntime],
+        placement: Placement,
+        pre: PreStage,
     ) -> None:
+        self.backbones = backbones
+        self.tasks = tasks
         self.placement = placement
-        self.interval_level = settings.interval_level
-        self.backbones = {
-            backbone_id: BackboneRuntime(loaded, placement, settings)
-            for backbone_id, loaded in snapshot.backbones.items()
-        }
-        self.tasks = {name: TaskRuntime.from_loaded(t) for name, t in snapshot.tasks.items()}
-        self._pool = ThreadPoolExecutor(
-            settings.preprocess_workers, thread_name_prefix="preprocess"
-        )
+        self._pre = pre
 
-    def warm_up(self, calibrate: bool = False) -> None:
-        """Warm every tower; with ``calibrate``, also measure and set its best batch size."""
+    # -- life cycle ----------------------------------------------------------------------
+    def start(self, calibrate_batch_size: bool) -> None:
+        """Warm every tower, measure its throughput (and batch size), start its workers."""
         for runtime in self.backbones.values():
             runtime.tower.warm_up()
-            if calibrate:
-                runtime.batcher.max_batch_size = runtime.tower.calibrate_batch_size(
-                    threads=runtime.threads_per_worker
-                )
+            runtime.batcher.calibrate(search_batch_size=calibrate_batch_size)
+            runtime.batcher.start()
 
+    def stop(self) -> None:
+        """Finish queued work and end every thread. Blocks: call it off the event loop."""
+        for runtime in self.backbones.values():
+            runtime.batcher.stop()
+        self._pre.stop()
+
+    # -- what is served ------------------------------------------------------------------
     def task(self, name: str) -> TaskRuntime:
         try:
             return self.tasks[name]
@@ -135,56 +94,85 @@ class InferenceEngine:
                 f"unknown task {name!r}; served tasks: {', '.join(sorted(self.tasks))}"
             ) from None
 
+    def describe(self, name: str) -> tuple[TaskManifest, BackboneManifest]:
+        task = self.task(name)
+        return task.manifest, self.backbones[task.manifest.backbone].manifest
+
+    # -- predict -------------------------------------------------------------------------
     async def predict(
         self,
         images: Sequence[NamedImage],
         task_names: Sequence[str],
         deadline_s: float | None = None,
-    ) -> list[dict[str, Summary]]:
-        """Per image, a summary for every task asked; one encoding per image and backbone.
+    ) -> list[ImageResult]:
+        """Per image, a complete prediction for every task asked.
 
-        Past ``deadline_s`` the request's queued images are withdrawn and it fails with
-        :class:`DeadlineExceeded`.
+        Admission comes first (429 before any decoding); past ``deadline_s`` the request's
+        queued images are withdrawn and it fails with :class:`DeadlineExceeded`.
         """
-        try:
-            return await asyncio.wait_for(self._predict(images, task_names), deadline_s)
-        except TimeoutError:
-            raise DeadlineExceeded(
-                f"no answer within the {deadline_s:g} s deadline; the service is saturated"
-            ) from None
+        tasks = [self.task(name) for name in dict.fromkeys(task_names)]
+        groups: dict[str, list[TaskRuntime]] = {}
+        for task in tasks:
+            groups.setdefault(task.manifest.backbone, []).append(task)
+        with self._admit(list(groups), len(images)) as reservations:
+            try:
+                return await asyncio.wait_for(self._run(images, groups, reservations), deadline_s)
+            except TimeoutError:
+                raise DeadlineExceeded(
+                    f"no answer within the {deadline_s:g} s deadline; the service is saturated"
+                ) from None
 
-    async def _predict(
-        self, images: Sequence[NamedImage], task_names: Sequence[str]
-    ) -> list[dict[str, Summary]]:
-        tasks = {name: self.task(name) for name in task_names}
-        groups: dict[str, list[str]] = {}
-        for name, runtime in tasks.items():
-            groups.setdefault(runtime.manifest.backbone, []).append(name)
-        # Decode everything first: a bad image fails the request before any model work.
-        pixels = {
-            backbone_id: await self._preprocess(self.backbones[backbone_id], images)
-            for backbone_id in groups
-        }
-        results: list[dict[str, Summary]] = [{} for _ in images]
-        for backbone_id, names in groups.items():
-            features = torch.stack(
-                await self.backbones[backbone_id].batcher.encode(pixels[backbone_id])
+    @contextmanager
+    def _admit(self, backbone_ids: list[str], count: int) -> Iterator[dict[str, Reservation]]:
+        with ExitStack() as stack:
+            reservations = {}
+            for backbone_id in backbone_ids:
+                reservation = self.backbones[backbone_id].batcher.reserve(count)
+                stack.callback(reservation.release)
+                reservations[backbone_id] = reservation
+            yield reservations
+
+    async def _run(
+        self,
+        images: Sequence[NamedImage],
+        groups: dict[str, list[TaskRuntime]],
+        reservations: dict[str, Reservation],
+    ) -> list[ImageResult]:
+        backbones = [self.backbones[backbone_id] for backbone_id in groups]
+        pixels = await self._pre.map(lambda image: _prepare(image, backbones), images)
+        answers = await asyncio.gather(
+            *(
+                self._encode_and_match(
+                    runtime,
+                    [p[runtime.id] for p in pixels],
+                    groups[runtime.id],
+                    reservations[runtime.id],
+                )
+                for runtime in backbones
             )
-            for name in names:
-                summaries = tasks[name].summarize(features, self.interval_level)
-                tasks[name].observe(summaries)
-                for index, summary in enumerate(summaries):
-                    results[index][name] = summary
+        )
+        results = [ImageResult(image.name) for image in images]
+        for per_task in answers:
+            for name, predictions in per_task.items():
+                for result, prediction in zip(results, predictions, strict=True):
+                    result.predictions[name] = prediction
         return results
 
-    async def _preprocess(
-        self, runtime: BackboneRuntime, images: Sequence[NamedImage]
-    ) -> list[torch.Tensor]:
-        loop = asyncio.get_running_loop()
-        jobs = [loop.run_in_executor(self._pool, runtime.preprocess_timed, i) for i in images]
-        return list(await asyncio.gather(*jobs))
+    async def _encode_and_match(
+        self,
+        runtime: BackboneRuntime,
+        pixels: list[torch.Tensor],
+        tasks: list[TaskRuntime],
+        reservation: Reservation,
+    ) -> dict[str, list[TaskPrediction]]:
+        features = torch.stack(await runtime.batcher.encode(pixels, reservation))
+        return await asyncio.to_thread(lambda: {task.name: task.answer(features) for task in tasks})
 
-    def stop(self) -> None:
-        for runtime in self.backbones.values():
-            runtime.batcher.stop()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+
+def _prepare(image: NamedImage, backbones: list[BackboneRuntime]) -> dict[str, torch.Tensor]:
+    """Decode once (checks first), then each backbone's eval transform."""
+    start = time.perf_counter()
+    decoded = backbones[0].preprocess.decode(image.data, image.name)
+    pixels = {runtime.id: runtime.preprocess.transform(decoded) for runtime in backbones}
+    metrics.PREPROCESS_SECONDS.labels(backbones[0].id).observe(time.perf_counter() - start)
+    return pixels

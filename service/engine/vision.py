@@ -35,17 +35,17 @@ class VisionTower:
             ) from exc
         self.model = model.to(device=placement.device, dtype=placement.dtype).eval()
         self.model.requires_grad_(False)
-        self.forward_calls = 0
-        self.images_encoded = 0
+        self.images_encoded = 0  # rows through the model since start (tests count on it)
         self._count_lock = threading.Lock()  # forwards may run concurrently (batcher workers)
 
     @torch.inference_mode()
-    def encode(self, pixels: torch.Tensor, threads: int | None = None) -> torch.Tensor:
+    def encode(self, pixels: torch.Tensor, intra_op_threads: int | None = None) -> torch.Tensor:
         """``pixels``: float32 N x 3 x H x W on the CPU. Returns N x D float32 on the CPU.
 
-        ``threads`` sets this calling thread's intra-op threads (OpenMP's setting is per
+        ``intra_op_threads`` sets this calling thread's intra-op threads (OpenMP's setting is per
         thread), so concurrent workers can split the cores between them.
         """
+        threads = intra_op_threads
         if threads is not None and torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
         non_blocking = self.placement.device.type == "cuda"
@@ -53,15 +53,17 @@ class VisionTower:
             pixels = pixels.pin_memory()
         batch = pixels.to(self.placement.device, non_blocking=non_blocking)
         with self._count_lock:
-            self.forward_calls += 1
             self.images_encoded += len(pixels)
         features = self.model(batch.to(self.placement.dtype))
         features = torch.nn.functional.normalize(features.float(), dim=-1)
         return features.cpu()
 
-    def throughput(self, batch_size: int, repeats: int = 3, threads: int | None = None) -> float:
+    def throughput(
+        self, batch_size: int, intra_op_threads: int | None = None, repeats: int = 3
+    ) -> float:
         """Images per second at ``batch_size`` (best of ``repeats`` after one untimed run)."""
         pixels = torch.zeros(batch_size, 3, self.image_size, self.image_size)
+        threads = intra_op_threads
         self.encode(pixels, threads)
         best = float("inf")
         for _ in range(repeats):
@@ -71,20 +73,20 @@ class VisionTower:
         return batch_size / best
 
     def calibrate_batch_size(
-        self, limit: int = 64, budget_s: float = 0.5, threads: int | None = None
+        self, intra_op_threads: int | None = None, limit: int = 64, budget_s: float = 0.5
     ) -> int:
         """The batch size with the best measured throughput, doubling from 1.
 
         Doubling stops once one batch takes longer than ``budget_s`` (bounding start-up
         time) or at ``limit``. The largest best size is not a latency cost: a lone request
         never waits for a full batch, only ``max_batch_delay_ms`` for company. Sizes within
-        3 % of the best count as equal and the smallest of them wins. ``threads``: the
-        intra-op threads one worker uses under load.
+        3 % of the best count as equal and the smallest of them wins. ``intra_op_threads``:
+        what one worker uses under load.
         """
         measured: dict[int, float] = {}
         size = 1
         while size <= limit:
-            measured[size] = self.throughput(size, repeats=2, threads=threads)
+            measured[size] = self.throughput(size, intra_op_threads, repeats=2)
             if size / measured[size] > budget_s:
                 break
             size *= 2

@@ -17,9 +17,11 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from service.engine.preprocess import to_rgb
+from service.engine.decode import ImageLimits, decode_image
 
 log = logging.getLogger(__name__)
+# Training reads the operator's own files: no pixel or aspect limit worth refusing them for.
+TRAINING_LIMITS = ImageLimits(max_pixels=10**9, max_aspect_ratio=float("inf"))
 
 
 @dataclass(frozen=True)
@@ -144,15 +146,22 @@ def few_shot(samples: list[Sample], shots: int, seed: int) -> list[Sample]:
 
 
 class ImageDataset(Dataset[tuple[torch.Tensor, int]]):
-    def __init__(self, samples: list[Sample], transform: object) -> None:
+    """Samples decoded as the server decodes uploads (EXIF orientation, transparency on
+    white, 16-bit range), then ``transform``ed. With ``image_size``, large images are also
+    reduced as the server reduces them; without it they are decoded at full resolution."""
+
+    def __init__(
+        self, samples: list[Sample], transform: object, image_size: int | None = None
+    ) -> None:
         self.samples = samples
         self.transform = transform
+        self.image_size = image_size
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         sample = self.samples[index]
-        with Image.open(sample.path) as image:
-            pixels = self.transform(to_rgb(image.convert(image.mode)))  # type: ignore[operator]
-        return pixels, sample.rank
+        data = sample.path.read_bytes()
+        image = decode_image(data, str(sample.path), TRAINING_LIMITS, self.image_size)
+        return self.transform(image), sample.rank  # type: ignore[operator]

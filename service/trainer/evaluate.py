@@ -12,11 +12,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from service.engine.device import resolve_placement
-from service.engine.engine import TaskRuntime
-from service.engine.preprocess import ImageLimits, Preprocessor
-from service.engine.vision import VisionTower
-from service.registry import ModelStore
+from service.engine.config import EngineConfig
+from service.engine.factory import load_task_backbone
 from service.trainer.crop import Crop, crop_samples
 from service.trainer.data import read_samples
 from service.trainer.metrics import ordinal_metrics, ordinality
@@ -35,29 +32,28 @@ def evaluate_published(
     crop_margin: float = 0.5,
 ) -> dict[str, float]:
     """Decode, preprocess, encode and match exactly as the server does; return the figures."""
-    store = ModelStore(store_root)
-    loaded = store.load_task(task, version)
-    backbone = store.load_backbone(loaded.manifest.backbone)
-    tower = VisionTower(backbone, resolve_placement("cpu", precision))
-    preprocess = Preprocessor(backbone.manifest.preprocess, ImageLimits(max_pixels=10**9))
-    runtime = TaskRuntime.from_loaded(loaded)
-    samples = read_samples(samples_file, images_root, loaded.manifest.num_ranks, strict=True)
+    backbone, runtime = load_task_backbone(
+        store_root, task, EngineConfig.offline(precision), version
+    )
+    samples = read_samples(samples_file, images_root, runtime.manifest.num_ranks, strict=True)
     with tempfile.TemporaryDirectory() as crops:
-        size = backbone.manifest.preprocess.image_size
+        size = backbone.preprocess.image_size
         (samples,) = crop_samples(crop, crop_margin, size, Path(crops), test=samples)
         rows = []
         for start in range(0, len(samples), batch_size):
             chunk = samples[start : start + batch_size]
-            pixels = torch.stack([preprocess(s.path.read_bytes(), s.path.name) for s in chunk])
-            encoded = tower.encode(pixels)
-            rows += [summary.probabilities for summary in runtime.summarize(encoded, 0.9)]
+            pixels = torch.stack(
+                [backbone.preprocess(s.path.read_bytes(), s.path.name) for s in chunk]
+            )
+            encoded = backbone.tower.encode(pixels)
+            rows += [answer.probabilities for answer in runtime.answer(encoded)]
     probabilities = np.stack(rows)
     labels = np.array([s.rank for s in samples])
     metrics = ordinal_metrics(probabilities, labels, runtime.values)
-    metrics["ordinality"] = ordinality(loaded.prototypes)
+    metrics["ordinality"] = ordinality(runtime.prototypes)
     if plot_path is not None:
         plot_predictions(
-            probabilities, labels, runtime.values, plot_path, f"{task} {loaded.manifest.version}"
+            probabilities, labels, runtime.values, plot_path, f"{task} {runtime.manifest.version}"
         )
     return metrics
 

@@ -1,24 +1,26 @@
-"""Operator endpoints: hot reload of the registry's active versions."""
+"""Operator endpoints: hot reload of the registry's active versions.
+
+Mounted only when admin keys are configured (``OCLIP_ADMIN_API_KEYS``), and guarded by
+them: a reload costs a load, a warm-up and a calibration, so it is not for anyone who
+reaches the port. SIGHUP stays available to the local operator.
+"""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.api.deps import Authenticated, StateDep
-from service.api.schemas import ErrorResponse, ModelRef, ReloadResponse
+from service.api.deps import AdminAuthenticated, HostDep
+from service.api.errors import documented
+from service.api.schemas import ModelRef, ReloadResponse
 
-router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Authenticated])
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminAuthenticated])
 
 
-@router.post(
-    "/reload",
-    response_model=ReloadResponse,
-    responses={401: {"model": ErrorResponse}, 409: {"model": ErrorResponse}},
-)
-async def reload_models(state: StateDep) -> ReloadResponse:
+@router.post("/reload", response_model=ReloadResponse, responses=documented(401, 409, 500))
+async def reload_models(host: HostDep) -> ReloadResponse:
     """Load the registry's active versions, verify checksums and warm up, then swap them in
     atomically. On any failure the previous models keep serving and the answer is 409."""
-    engine = await state.reload()
+    engine = await host.reload()
     return ReloadResponse(
-        status="reloaded", models=[ModelRef.of(t.manifest) for t in engine.tasks.values()]
+        status="reloaded", models=[ModelRef.of(task.ref) for task in engine.tasks.values()]
     )

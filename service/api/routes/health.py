@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from service.api.deps import StateDep
+from service.api.deps import HostDep
 from service.api.schemas import Health
 
 router = APIRouter(tags=["health"])
@@ -19,7 +19,7 @@ async def healthz() -> Health:
 
 
 @router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
-async def readyz(state: StateDep) -> JSONResponse:
+async def readyz(state: HostDep) -> JSONResponse:
     """200 only when every task is loaded and its backbone warmed up."""
     if state.ready:
         return JSONResponse(Health(status="ready").model_dump(exclude_none=True))

@@ -4,25 +4,23 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 
-from service.api.deps import Authenticated, EngineDep, SettingsDep
+from service.api.deps import Authenticated, EngineDep, ImagesDep, SettingsDep, TaskDep
+from service.api.errors import documented
 from service.api.schemas import (
-    ErrorResponse,
     ImagePredictions,
     ModelRef,
     MultiPredictResponse,
     Prediction,
     TaskPredictResponse,
 )
-from service.api.uploads import IMAGE_UPLOAD_OPENAPI, read_images
+from service.api.uploads import IMAGE_UPLOAD_OPENAPI
 from service.errors import InvalidRequest
 
 router = APIRouter(prefix="/v1", tags=["predict"], dependencies=[Authenticated])
 
-ERRORS = {
-    status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 415, 422, 429, 503, 504)
-}
+ERRORS = documented(400, 401, 404, 408, 413, 415, 422, 429, 500, 503, 504)
 DistributionFlag = Annotated[
     bool, Query(description="Include the full probability distribution over ranks")
 ]
@@ -36,23 +34,21 @@ DistributionFlag = Annotated[
     openapi_extra=IMAGE_UPLOAD_OPENAPI,
 )
 async def predict_task(
-    task: str,
-    request: Request,
+    task: TaskDep,
+    images: ImagesDep,
     engine: EngineDep,
     settings: SettingsDep,
     distribution: DistributionFlag = True,
 ) -> TaskPredictResponse:
     """Predict one ordinal task (e.g. ``age``) for each uploaded image, in upload order."""
-    manifest = engine.task(task).manifest
-    request.state.task = task  # a served task: a bounded metric label
-    images = await read_images(request, settings.max_images_per_request)
-    summaries = await engine.predict(images, [task], settings.request_timeout_s)
+    results = await engine.predict(images, [task], settings.request_timeout_s)
+    answers = [result.predictions[task] for result in results]
     return TaskPredictResponse(
         task=task,
-        model=ModelRef.of(manifest),
+        model=ModelRef.of(engine.task(task).ref),
         predictions=[
-            Prediction.build(per_image[task], manifest, image.name, distribution)
-            for image, per_image in zip(images, summaries, strict=True)
+            Prediction.of(answer, result.name, distribution)
+            for result, answer in zip(results, answers, strict=True)
         ],
     )
 
@@ -65,7 +61,7 @@ async def predict_task(
     openapi_extra=IMAGE_UPLOAD_OPENAPI,
 )
 async def predict_tasks(
-    request: Request,
+    images: ImagesDep,
     engine: EngineDep,
     settings: SettingsDep,
     tasks: Annotated[
@@ -75,22 +71,19 @@ async def predict_tasks(
 ) -> MultiPredictResponse:
     """Predict several tasks per image; tasks sharing a backbone share one encoding."""
     names = sorted(engine.tasks) if tasks is None else _parse_task_list(tasks)
-    manifests = {name: engine.task(name).manifest for name in names}
-    request.state.task = "multi"
-    images = await read_images(request, settings.max_images_per_request)
-    summaries = await engine.predict(images, names, settings.request_timeout_s)
+    results = await engine.predict(images, names, settings.request_timeout_s)
     return MultiPredictResponse(
         tasks=names,
-        models={name: ModelRef.of(m) for name, m in manifests.items()},
+        models={name: ModelRef.of(engine.task(name).ref) for name in names},
         predictions=[
             ImagePredictions(
-                filename=image.name,
+                filename=result.name,
                 results={
-                    name: Prediction.build(per_image[name], manifests[name], None, distribution)
-                    for name in names
+                    name: Prediction.of(answer, None, distribution)
+                    for name, answer in result.predictions.items()
                 },
             )
-            for image, per_image in zip(images, summaries, strict=True)
+            for result in results
         ],
     )
 

@@ -1,8 +1,11 @@
-"""What the app holds between requests: the serving engine, its leases, readiness, draining.
+"""Who serves right now: the current engine, its leases, readiness, reload and draining.
 
 Requests *lease* the engine they start on. A reload builds and warms a new engine beside
-the old one, swaps it in atomically, and stops the old one only when its last lease ends,
-so no request fails during a good swap.
+the old one, swaps it in atomically, and stops the old one (in a thread of its own) only
+when its last lease ends, so no request fails during a good swap.
+
+Nothing here may be called from a signal handler: the lock below is not reentrant. A
+handler sets a flag; the event loop then calls :meth:`EngineHost.start_draining`.
 """
 
 from __future__ import annotations
@@ -11,62 +14,24 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from service import metrics
-from service.config import Settings
-from service.engine.device import configure_threads, resolve_placement
 from service.engine.engine import InferenceEngine
-from service.errors import NotReady, ReloadFailed, ServiceError, ShuttingDown
-from service.registry import ModelStore
+from service.errors import NotReady, ReloadFailed, ServiceError, ShuttingDown, retry_after
 
 log = logging.getLogger(__name__)
 
-
-def load_engine(settings: Settings) -> InferenceEngine:
-    """Registry -> verified artifacts -> towers on the device -> warmed-up engine."""
-    start = time.perf_counter()
-    snapshot = ModelStore(settings.model_store).load_active()
-    placement = resolve_placement(settings.device, settings.precision)
-    configure_threads(settings.torch_threads, settings.gil_switch_interval_ms / 1000)
-    engine = InferenceEngine(snapshot, placement, settings)
-    try:
-        engine.warm_up(calibrate=settings.max_batch_size == 0)
-    except BaseException:
-        engine.stop()
-        raise
-    seconds = time.perf_counter() - start
-    metrics.MODEL_LOAD_SECONDS.set(seconds)
-    log.info(
-        "loaded %s on %s/%s in %.2fs",
-        ", ".join(f"{n}@{t.manifest.version}" for n, t in engine.tasks.items()),
-        placement.device,
-        placement.precision,
-        seconds,
-    )
-    return engine
+EngineLoader = Callable[[], InferenceEngine]
 
 
-def _publish_info(engine: InferenceEngine) -> None:
-    metrics.MODEL_INFO.clear()
-    for backbone_id, runtime in engine.backbones.items():
-        metrics.MAX_BATCH_SIZE.labels(backbone_id).set(runtime.batcher.max_batch_size)
-        metrics.MAX_QUEUED_IMAGES.labels(backbone_id).set(runtime.batcher.max_queued)
-    placement = engine.placement
-    for name, task in engine.tasks.items():
-        manifest = task.manifest
-        metrics.MODEL_INFO.labels(
-            name, manifest.version, manifest.backbone, str(placement.device), placement.precision
-        ).set(1)
-
-
-class ServiceState:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+class EngineHost:
+    def __init__(self, load: EngineLoader) -> None:
+        self._load = load
         self.engine: InferenceEngine | None = None
         self.load_error: str | None = None
-        self.draining = False
+        self.drain_started: float | None = None  # time.monotonic() of SIGTERM
         self._leases: dict[int, int] = {}  # id(engine) -> requests using it
         self._retired: dict[int, InferenceEngine] = {}
         self._lock = threading.Lock()
@@ -80,12 +45,14 @@ class ServiceState:
 
     def _initial_load(self) -> None:
         try:
-            self._swap_in(load_engine(self.settings))
+            self._swap_in(self._load())
         except Exception as exc:  # any failure must surface in /readyz, not kill the thread
             self.load_error = exc.message if isinstance(exc, ServiceError) else repr(exc)
-            log.error(
-                "could not load the registry at %s: %s", self.settings.model_store, self.load_error
-            )
+            log.error("could not load the registry: %s", self.load_error)
+
+    @property
+    def draining(self) -> bool:
+        return self.drain_started is not None
 
     @property
     def ready(self) -> bool:
@@ -93,10 +60,15 @@ class ServiceState:
 
     # -- leases --------------------------------------------------------------------------
     @contextmanager
-    def lease(self) -> Iterator[InferenceEngine]:
-        """The engine for one request; it stays alive until the request is done with it."""
-        if self.draining:
-            raise ShuttingDown("the service is shutting down", headers={"Retry-After": "1"})
+    def lease(self, arrived: float | None = None) -> Iterator[InferenceEngine]:
+        """The engine for one request, alive until the request is done with it.
+
+        ``arrived`` (time.monotonic()) lets a request that arrived before SIGTERM finish
+        on a draining server; one that arrived after is refused with ``shutting_down``.
+        """
+        started = self.drain_started
+        if started is not None and (arrived is None or arrived >= started):
+            raise ShuttingDown()
         with self._lock:
             engine = self.engine
             if engine is None:
@@ -104,7 +76,7 @@ class ServiceState:
                     f"models failed to load: {self.load_error}"
                     if self.load_error
                     else "models are still loading",
-                    headers={"Retry-After": "5"},
+                    headers=retry_after(5),
                 )
             self._leases[id(engine)] = self._leases.get(id(engine), 0) + 1
         try:
@@ -119,10 +91,10 @@ class ServiceState:
             if done:
                 del self._retired[id(engine)], self._leases[id(engine)]
         if done:
-            engine.stop()
+            _stop_in_background(engine)
 
     @property
-    def active_requests(self) -> int:
+    def active_leases(self) -> int:
         with self._lock:
             return sum(self._leases.values())
 
@@ -135,22 +107,23 @@ class ServiceState:
                 old = None
             elif old is not None:
                 self._leases.pop(id(old), None)
+        _publish(engine)  # only now: the gauges must never read an engine not served
         if old is not None:
-            old.stop()
-        _publish_info(engine)
+            _stop_in_background(old)
         metrics.READY.set(0 if self.draining else 1)
 
     # -- reload --------------------------------------------------------------------------
     async def reload(self) -> InferenceEngine:
         """Load, verify and warm the registry's active versions, then swap atomically.
 
-        On failure the old engine keeps serving and :class:`ReloadFailed` says why.
+        On failure the old engine keeps serving and :class:`ReloadFailed` says why; the
+        loader has already stopped whatever it had started.
         """
         if self._reload_lock.locked():
             raise ReloadFailed("a reload is already in progress")
         async with self._reload_lock:
             try:
-                engine = await asyncio.to_thread(load_engine, self.settings)
+                engine = await asyncio.to_thread(self._load)
             except Exception as exc:
                 message = exc.message if isinstance(exc, ServiceError) else repr(exc)
                 metrics.RELOADS.labels("failure").inc()
@@ -164,10 +137,12 @@ class ServiceState:
 
     # -- shutdown ------------------------------------------------------------------------
     def start_draining(self) -> None:
-        self.draining = True
+        if self.drain_started is None:
+            self.drain_started = time.monotonic()
         metrics.READY.set(0)
 
     def stop(self) -> None:
+        """Stop every engine. Blocks: call it off the event loop."""
         self.start_draining()
         if self._loader is not None:
             self._loader.join(timeout=60)
@@ -175,3 +150,28 @@ class ServiceState:
             engines = [e for e in (self.engine, *self._retired.values()) if e is not None]
         for engine in engines:
             engine.stop()
+
+
+def _stop_in_background(engine: InferenceEngine) -> None:
+    """Joining worker threads takes up to a batch; never do it on the event loop."""
+    threading.Thread(target=engine.stop, name="engine-stop", daemon=True).start()
+
+
+def _publish(engine: InferenceEngine) -> None:
+    """Point the served-model gauges at ``engine`` (and so release the previous one)."""
+    metrics.MODEL_INFO.clear()
+    for backbone_id, runtime in engine.backbones.items():
+        batcher = runtime.batcher
+        metrics.MAX_BATCH_SIZE.labels(backbone_id).set(batcher.max_batch_size)
+        metrics.MAX_QUEUED_IMAGES.labels(backbone_id).set(batcher.max_queued)
+        metrics.QUEUE_DEPTH.labels(backbone_id).set_function(lambda b=batcher: b.pending)
+        metrics.ADMISSION_WAIT_SECONDS.labels(backbone_id).set_function(
+            lambda b=batcher: b.expected_wait_s
+        )
+        metrics.THROUGHPUT.labels(backbone_id).set_function(lambda b=batcher: b.throughput)
+    placement = engine.placement
+    for name, task in engine.tasks.items():
+        manifest = task.manifest
+        metrics.MODEL_INFO.labels(
+            name, manifest.version, manifest.backbone, str(placement.device), placement.precision
+        ).set(1)

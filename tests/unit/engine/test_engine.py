@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +12,12 @@ import pytest
 import torch
 from open_clip.transform import image_transform
 
-from service.config import Settings
+from service.engine.config import EngineConfig
 from service.engine.device import Placement, resolve_placement
 from service.engine.engine import InferenceEngine, NamedImage
+from service.engine.factory import build_engine
+from service.engine.results import ImageResult
+from service.errors import ArtifactError
 from service.registry import ModelStore
 from service.trainer.architectures import BuiltClip
 from service.trainer.tasks import BUILTIN_TASKS
@@ -22,17 +27,17 @@ from tests import images
 
 def make_engine(store: Path, precision: str) -> InferenceEngine:
     snapshot = ModelStore(store).load_active()
-    return InferenceEngine(snapshot, Placement(torch.device("cpu"), precision), Settings())
+    return build_engine(snapshot, EngineConfig(device="cpu", precision=precision))
 
 
 def predict(engine: InferenceEngine, pictures: list[NamedImage], tasks: list[str]) -> list[dict]:
-    async def run() -> list[dict]:
+    async def run() -> list[ImageResult]:
         try:
             return await engine.predict(pictures, tasks)
         finally:
             engine.stop()
 
-    return asyncio.run(run())
+    return [result.predictions for result in asyncio.run(run())]
 
 
 PICTURES = [NamedImage(f"{i}.png", images.png(seed=i)) for i in range(3)]
@@ -41,8 +46,9 @@ PICTURES = [NamedImage(f"{i}.png", images.png(seed=i)) for i in range(3)]
 def test_tasks_sharing_a_backbone_share_one_encoding_per_image(tiny_store: Path) -> None:
     engine = make_engine(tiny_store, "fp32")
     tower = engine.backbones["tiny-random-s0"].tower
+    before = tower.images_encoded  # warm-up and calibration rows
     results = predict(engine, PICTURES, ["age", "aesthetics", "decade"])
-    assert tower.images_encoded == len(PICTURES)
+    assert tower.images_encoded - before == len(PICTURES)
     assert all(set(r) == {"age", "aesthetics", "decade"} for r in results)
 
 
@@ -89,3 +95,32 @@ def test_placement_defaults() -> None:
         assert auto.device.type == "cpu" and auto.precision in ("bf16", "fp32")
     with pytest.raises(ValueError, match="precision"):
         resolve_placement("cpu", "int4")
+
+
+def test_answers_are_complete(tiny_store: Path) -> None:
+    (result,) = predict(make_engine(tiny_store, "fp32"), PICTURES[:1], ["decade"])
+    answer = result["decade"]
+    assert answer.model.task == "decade" and answer.model.version == "v1"
+    assert answer.model.backbone == "tiny-random-s0"
+    assert answer.labels is not None and len(answer.labels) == len(answer.values)
+    assert answer.interval.level == 0.9
+    assert answer.interval.low <= answer.median <= answer.interval.high
+    assert answer.probabilities.sum() == pytest.approx(1.0)
+
+
+def test_a_failed_build_leaves_no_thread_behind(tiny_store: Path) -> None:
+    """A second backbone whose weights do not fit fails the build; the first backbone's
+    batcher threads must not be left running (they used to start in the constructor)."""
+    snapshot = ModelStore(tiny_store).load_active()
+    (good,) = snapshot.backbones.values()
+    broken_weights = dict(list(good.state_dict.items())[1:])
+    broken = dataclasses.replace(good, state_dict=broken_weights)
+    two = dataclasses.replace(snapshot, backbones={"a-good": good, "b-broken": broken})
+
+    def batcher_threads() -> int:
+        return sum(t.name.startswith("batcher-") for t in threading.enumerate())
+
+    before = batcher_threads()
+    with pytest.raises(ArtifactError, match="do not fit"):
+        build_engine(two, EngineConfig(device="cpu", precision="fp32", max_batch_size=1))
+    assert batcher_threads() == before

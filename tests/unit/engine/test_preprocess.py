@@ -72,7 +72,7 @@ def test_animated_gif_uses_the_first_frame() -> None:
 
 def test_large_jpeg_is_decoded_in_draft_mode() -> None:
     decoded = make_preprocessor().decode(images.large_jpeg(12))
-    assert min(decoded.size) >= 2 * 224  # enough detail for the resize
+    assert min(decoded.size) >= 1.5 * 224  # enough detail for the resize (REDUCING_GAP)
     assert decoded.size[0] <= 4000 // 4 + 1  # but not decoded at full 4000x3000
 
 

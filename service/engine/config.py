@@ -1,0 +1,39 @@
+"""The engine's own settings: everything it needs to build and run, nothing of HTTP."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from service.engine.preprocess import ACCEPTED_FORMATS, ImageLimits
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    device: str = "auto"
+    precision: str = "auto"
+    # core: the micro-batcher and the tower
+    max_batch_size: int = 0  # 0 = measured at start-up
+    max_batch_delay_ms: float = 2.0
+    encoder_workers: int = 0  # 0 = 1 on CUDA, 2 on a multi-core CPU
+    cpu_cores: int = 0  # cores the encoder workers share; 0 = all
+    gil_switch_interval_ms: float | None = None
+    # admission: by expected wait, with a hard cap on the image count
+    target_wait_s: float = 2.0
+    max_queued_images: int = 256
+    # pre: decoding and checks
+    preprocess_workers: int = 2
+    limits: ImageLimits = field(default_factory=lambda: ImageLimits(max_pixels=50_000_000))
+    # post: summaries
+    interval_level: float = 0.9
+
+    @staticmethod
+    def offline(precision: str = "fp32", max_pixels: int = 10**9) -> EngineConfig:
+        """For batch jobs and evaluation: CPU, generous limits, every accepted format."""
+        return EngineConfig(
+            device="cpu",
+            precision=precision,
+            max_batch_size=32,
+            target_wait_s=float("inf"),
+            max_queued_images=1 << 30,
+            limits=ImageLimits(max_pixels=max_pixels, formats=ACCEPTED_FORMATS),
+        )

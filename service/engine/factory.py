@@ -1,0 +1,102 @@
+"""The one place that builds engines: registry snapshot -> towers on the device ->
+preprocessors -> batchers -> a started engine.
+
+Like open_clip's ``create_model``: resolve the placement, construct, load the verified
+weights, move to the device and precision. The server, the evaluator, the batch scorer
+and the benchmarks all build through here; nothing else constructs towers.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from service import metrics
+from service.engine.batcher import MicroBatcher
+from service.engine.config import EngineConfig
+from service.engine.device import Placement, configure_threads, encoder_layout, resolve_placement
+from service.engine.engine import BackboneRuntime, InferenceEngine, observe_batch
+from service.engine.post import TaskRuntime
+from service.engine.pre import PreStage
+from service.engine.preprocess import Preprocessor
+from service.engine.vision import VisionTower
+from service.registry import LoadedBackbone, ModelStore, RegistrySnapshot
+
+log = logging.getLogger(__name__)
+
+
+def build_backbone(
+    loaded: LoadedBackbone, placement: Placement, config: EngineConfig
+) -> BackboneRuntime:
+    """A tower, its eval transform and its (not yet started) batcher."""
+    tower = VisionTower(loaded, placement)
+    preprocess = Preprocessor(loaded.manifest.preprocess, config.limits)
+    workers, cores = encoder_layout(placement, config.encoder_workers, config.cpu_cores)
+    batcher = MicroBatcher(
+        tower,
+        name=loaded.manifest.id,
+        max_batch_size=config.max_batch_size or 1,
+        max_batch_delay_s=config.max_batch_delay_ms / 1000.0,
+        target_wait_s=config.target_wait_s,
+        max_queued=config.max_queued_images,
+        workers=workers,
+        cores=cores,
+        on_batch=functools.partial(observe_batch, loaded.manifest.id),
+    )
+    return BackboneRuntime(loaded.manifest, tower, preprocess, batcher)
+
+
+def build_engine(snapshot: RegistrySnapshot, config: EngineConfig) -> InferenceEngine:
+    """A warmed-up, calibrated, running engine for ``snapshot``. If any part fails,
+    whatever was already started is stopped before the error propagates."""
+    placement = resolve_placement(config.device, config.precision)
+    configure_threads(
+        config.cpu_cores,
+        None if config.gil_switch_interval_ms is None else config.gil_switch_interval_ms / 1000,
+    )
+    backbones = {
+        backbone_id: build_backbone(loaded, placement, config)
+        for backbone_id, loaded in snapshot.backbones.items()
+    }
+    tasks = {
+        name: TaskRuntime(loaded, config.interval_level) for name, loaded in snapshot.tasks.items()
+    }
+    engine = InferenceEngine(backbones, tasks, placement, PreStage(config.preprocess_workers))
+    with ExitStack() as cleanup:
+        cleanup.callback(engine.stop)
+        engine.start(calibrate_batch_size=config.max_batch_size == 0)
+        cleanup.pop_all()
+    return engine
+
+
+def load_engine(store_root: Path, config: EngineConfig) -> InferenceEngine:
+    """Registry folder -> verified artifacts -> a running engine, timed and logged."""
+    start = time.perf_counter()
+    snapshot = ModelStore(store_root).load_active()
+    engine = build_engine(snapshot, config)
+    seconds = time.perf_counter() - start
+    metrics.MODEL_LOAD_SECONDS.set(seconds)
+    log.info(
+        "loaded %s on %s/%s in %.2fs",
+        ", ".join(f"{n}@{t.manifest.version}" for n, t in engine.tasks.items()),
+        engine.placement.device,
+        engine.placement.precision,
+        seconds,
+    )
+    return engine
+
+
+def load_task_backbone(
+    store_root: Path, task: str, config: EngineConfig, version: str | None = None
+) -> tuple[BackboneRuntime, TaskRuntime]:
+    """One task version and its backbone, built exactly as the server builds them but with
+    no worker threads: for offline evaluation and in-process benchmarks that drive the
+    tower directly."""
+    store = ModelStore(store_root)
+    loaded = store.load_task(task, version)
+    backbone = store.load_backbone(loaded.manifest.backbone)
+    placement = resolve_placement(config.device, config.precision)
+    return build_backbone(backbone, placement, config), TaskRuntime(loaded, config.interval_level)
