@@ -59,9 +59,11 @@ soak: install
 
 bench: install $(RAY_VENV)/.installed
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.faces
 
 bench-quick: install $(RAY_VENV)/.installed
 	$(BIN)/python -m bench --quick
+	$(BIN)/python -m bench.faces --repeat 2
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

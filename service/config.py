@@ -96,6 +96,29 @@ class Settings(BaseSettings):
         description="On SIGTERM, keep answering 503 on /readyz this long before "
         "exiting (time for a load balancer to notice).",
     )
+    face_detector: Literal["haar", "yunet"] = Field(
+        "haar",
+        description="Face detector for per-face predictions: 'haar' (OpenCV's bundled "
+        "cascade) or 'yunet' (needs face_yunet_model).",
+    )
+    face_yunet_model: Path | None = Field(
+        None, description="YuNet ONNX file the operator provides; nothing is downloaded."
+    )
+    max_faces_per_image: int = Field(
+        10, gt=0, description="Most faces predicted per image; the largest are kept."
+    )
+    min_face_px: int = Field(
+        40, gt=0, description="Smallest face side, in upright-image pixels, that is reported."
+    )
+    face_margin: float = Field(
+        0.5, ge=0, description="Face crop side = (1 + margin) x the box's longest side."
+    )
+    face_detect_side: int = Field(
+        640,
+        ge=64,
+        description="Detection runs on a copy whose longest side is at most this; faces "
+        "under about 24 px in that copy are not found.",
+    )
     api_keys: str = Field("", description="Comma-separated API keys; empty = no auth.")
     api_keys_file: Path | None = Field(None, description="File with one API key per line.")
     admin_api_keys: str = Field(

@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--images-root", type=Path, default=Path("."))
     evaluate.add_argument("--precision", default="fp32", help="fp32 (default) or bf16")
     evaluate.add_argument("--plot", type=Path, help="write a PNG here")
+    evaluate.add_argument("--crop", choices=["none", "faces"], default="none", help="as in fit")
+    evaluate.add_argument("--crop-margin", type=float, default=0.5, help="as in fit")
 
     publish = commands.add_parser("publish", aliases=["export"], help="publish a finished run")
     publish.add_argument("--run", type=Path, required=True, help="the run's output folder")
@@ -177,6 +179,8 @@ def main(argv: list[str] | None = None) -> None:
             args.precision,
             args.version,
             args.plot,
+            crop=args.crop,
+            crop_margin=args.crop_margin,
         )
         print(json.dumps(metrics, indent=2))
         return

@@ -23,6 +23,10 @@ class TrainConfig(BaseModel):
     unit: str | None = None
     shots: int = Field(0, ge=0, description="few-shot: samples per rank (0 = all)")
     strict_data: bool = Field(False, description="any bad row is fatal (else skipped, counted)")
+    crop: Literal["none", "faces"] = Field(
+        "none", description="'faces': train on each image's largest face crop (the server's)"
+    )
+    crop_margin: float = Field(0.5, ge=0, description="face crop side = (1 + margin) x box side")
     # model
     backbone: str = Field("ViT-B-16", description="open_clip architecture or 'tiny'")
     pretrained: str | None = Field(None, description="open_clip pretrained tag or checkpoint")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -13,6 +14,7 @@ import torch
 
 from service.engine.config import EngineConfig
 from service.engine.factory import load_task_backbone
+from service.trainer.crop import Crop, crop_samples
 from service.trainer.data import read_samples
 from service.trainer.metrics import ordinal_metrics, ordinality
 
@@ -26,17 +28,25 @@ def evaluate_published(
     version: str | None = None,
     plot_path: Path | None = None,
     batch_size: int = 32,
+    crop: Crop = "none",
+    crop_margin: float = 0.5,
 ) -> dict[str, float]:
     """Decode, preprocess, encode and match exactly as the server does; return the figures."""
     backbone, runtime = load_task_backbone(
         store_root, task, EngineConfig.offline(precision), version
     )
     samples = read_samples(samples_file, images_root, runtime.manifest.num_ranks, strict=True)
-    rows = []
-    for start in range(0, len(samples), batch_size):
-        chunk = samples[start : start + batch_size]
-        pixels = torch.stack([backbone.preprocess(s.path.read_bytes(), s.path.name) for s in chunk])
-        rows += [answer.probabilities for answer in runtime.answer(backbone.tower.encode(pixels))]
+    with tempfile.TemporaryDirectory() as crops:
+        size = backbone.preprocess.image_size
+        (samples,) = crop_samples(crop, crop_margin, size, Path(crops), test=samples)
+        rows = []
+        for start in range(0, len(samples), batch_size):
+            chunk = samples[start : start + batch_size]
+            pixels = torch.stack(
+                [backbone.preprocess(s.path.read_bytes(), s.path.name) for s in chunk]
+            )
+            encoded = backbone.tower.encode(pixels)
+            rows += [answer.probabilities for answer in runtime.answer(encoded)]
     probabilities = np.stack(rows)
     labels = np.array([s.rank for s in samples])
     metrics = ordinal_metrics(probabilities, labels, runtime.values)

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from service.trainer.architectures import BuiltClip, build_clip
 from service.trainer.config import TrainConfig
+from service.trainer.crop import crop_samples
 from service.trainer.data import ImageDataset, RankScale, few_shot, read_samples
 from service.trainer.distributed import DistContext, gather, init_distributed, shutdown
 from service.trainer.losses import ordinal_clip_loss
@@ -206,6 +207,8 @@ class Trainer:
         if config.shots:
             train = few_shot(train, config.shots, config.seed)
         val = read_samples(config.val, config.images_root, ranks, config.strict_data)
+        margin, crops = config.crop_margin, config.output / "face-crops"
+        train, val = crop_samples(config.crop, margin, size, crops, train=train, val=val)
         if not self.cached:
             return ImageDataset(train, train_transform(size, cfg.mean, cfg.std)), ImageDataset(
                 val, eval_tf

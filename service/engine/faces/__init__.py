@@ -1,0 +1,39 @@
+"""Face detection and cropping for per-face predictions (``?faces=true``) and ``--crop faces``.
+
+The engine's preprocessing stage calls :class:`FaceCropper` once per decoded upright image:
+``detections, crops = cropper.crops(image)``; each crop then goes through the backbone's
+eval transform and the crops of one image are encoded together.
+"""
+
+from service.engine.faces.crop import crop_face
+from service.engine.faces.cropper import (
+    DetectorName,
+    FaceConfig,
+    FaceCropper,
+    FaceCropSpec,
+    build_cropper,
+    build_detector,
+    detect_faces,
+)
+from service.engine.faces.haar import HaarDetector
+from service.engine.faces.types import Box, Detections, Eyes, Face, FaceDetector, Point
+from service.engine.faces.yunet import YuNetDetector
+
+__all__ = [
+    "Box",
+    "Detections",
+    "DetectorName",
+    "Eyes",
+    "Face",
+    "FaceConfig",
+    "FaceCropSpec",
+    "FaceCropper",
+    "FaceDetector",
+    "HaarDetector",
+    "Point",
+    "YuNetDetector",
+    "build_cropper",
+    "build_detector",
+    "crop_face",
+    "detect_faces",
+]

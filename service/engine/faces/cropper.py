@@ -1,0 +1,104 @@
+"""Detector + crop parameters as one object: the preprocessing stage and the trainer share it,
+so a task trained on face crops is served the same crops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.engine.faces.crop import crop_face
+from service.engine.faces.haar import HaarDetector
+from service.engine.faces.types import Detections, Face, FaceDetector
+from service.engine.faces.yunet import YuNetDetector
+
+DetectorName = Literal["haar", "yunet"]
+
+
+class FaceCropSpec(BaseModel):
+    """How a task's images were cropped; recorded in its manifest so serving repeats it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    detector: DetectorName = "haar"
+    margin: float = Field(0.5, ge=0, description="square side = (1 + margin) x box side")
+    size: int = Field(224, gt=0, description="crop side in pixels, before the eval transform")
+
+
+def build_detector(
+    name: DetectorName, yunet_model: Path | None = None, max_side: int = 640
+) -> FaceDetector:
+    """The named detector; YuNet needs the operator's model file (nothing is downloaded)."""
+    if name == "haar":
+        return HaarDetector(max_side=max_side)
+    if name == "yunet":
+        if yunet_model is None:
+            raise ValueError("the yunet face detector needs a model file path (face_yunet_model)")
+        return YuNetDetector(yunet_model, max_side=max_side)
+    raise ValueError(f"unknown face detector {name!r}; choose 'haar' or 'yunet'")
+
+
+def detect_faces(
+    detector: FaceDetector, image: Image.Image, max_faces: int, min_size: int
+) -> Detections:
+    """The ``max_faces`` largest faces of the upright RGB ``image``, and how many there were."""
+    found = detector.detect(image, min_size)
+    return Detections(found[:max_faces], len(found))
+
+
+@dataclass(frozen=True)
+class FaceCropper:
+    """Finds faces in an upright RGB image and cuts the square crops the encoder takes."""
+
+    detector: FaceDetector
+    margin: float = 0.5
+    size: int = 224
+    max_faces: int = 10
+    min_size: int = 40
+
+    @property
+    def spec(self) -> FaceCropSpec:
+        return FaceCropSpec(detector=self.detector.name, margin=self.margin, size=self.size)  # type: ignore[arg-type]
+
+    def detect(self, image: Image.Image) -> Detections:
+        return detect_faces(self.detector, image, self.max_faces, self.min_size)
+
+    def crop(self, image: Image.Image, face: Face) -> Image.Image:
+        return crop_face(image, face, self.margin, self.size)
+
+    def crops(self, image: Image.Image) -> tuple[Detections, list[Image.Image]]:
+        """Detect once, crop each kept face (largest first): one encoder row per crop."""
+        detections = self.detect(image)
+        return detections, [self.crop(image, face) for face in detections.faces]
+
+    def largest(self, image: Image.Image) -> Image.Image | None:
+        """The crop of the largest face, or None: what ``--crop faces`` trains on."""
+        faces = self.detector.detect(image, self.min_size)
+        return self.crop(image, faces[0]) if faces else None
+
+
+@dataclass(frozen=True)
+class FaceConfig:
+    """The operator's face settings; ``service.config.Settings`` holds them as ``face_*``,
+    ``max_faces_per_image`` and ``min_face_px`` (the engine stays free of the HTTP settings).
+    """
+
+    detector: DetectorName = "haar"
+    yunet_model: Path | None = None
+    max_faces: int = 10
+    min_size: int = 40
+    margin: float = 0.5
+    detect_side: int = 640
+
+
+def build_cropper(config: FaceConfig, size: int, spec: FaceCropSpec | None = None) -> FaceCropper:
+    """The cropper for one backbone input ``size``; a task trained on face crops brings its
+    ``spec`` (detector, margin, size) from its manifest, and that wins over the settings.
+    """
+    spec = spec or FaceCropSpec(detector=config.detector, margin=config.margin, size=size)
+    detector = build_detector(spec.detector, config.yunet_model, config.detect_side)
+    return FaceCropper(detector, spec.margin, spec.size, config.max_faces, config.min_size)
