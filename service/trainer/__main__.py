@@ -38,6 +38,17 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed for random weights")
 
 
+def _published_on_a_list(parser: argparse.ArgumentParser, level_help: str) -> None:
+    """Flags of commands that run a published task version over a labelled list."""
+    parser.add_argument("--model-store", type=Path, required=True)
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--version", help="default: the active version")
+    parser.add_argument("--list", type=Path, required=True, help="list file, CSV or folder")
+    parser.add_argument("--images-root", type=Path, default=Path("."))
+    parser.add_argument("--precision", default="fp32", help="fp32 (default) or bf16")
+    parser.add_argument("--level", type=float, default=0.9, help=level_help)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m service.trainer",
@@ -90,24 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--calibrate-level", type=float, default=0.9, help="promised coverage")
 
     evaluate = commands.add_parser("evaluate", help="evaluate a published task")
-    evaluate.add_argument("--model-store", type=Path, required=True)
-    evaluate.add_argument("--task", required=True)
-    evaluate.add_argument("--version", help="default: the active version")
-    evaluate.add_argument("--list", type=Path, required=True, help="list file, CSV or folder")
-    evaluate.add_argument("--images-root", type=Path, default=Path("."))
-    evaluate.add_argument("--precision", default="fp32", help="fp32 (default) or bf16")
+    _published_on_a_list(evaluate, "the served interval level")
     evaluate.add_argument("--plot", type=Path, help="write a PNG here")
     evaluate.add_argument("--json", type=Path, help="write the figures (with bands) here")
-    evaluate.add_argument("--level", type=float, default=0.9, help="the served interval level")
 
     calibrate = commands.add_parser("calibrate", help="calibrate a published task on a list")
-    calibrate.add_argument("--model-store", type=Path, required=True)
-    calibrate.add_argument("--task", required=True)
-    calibrate.add_argument("--version", help="version to calibrate; default: the active one")
-    calibrate.add_argument("--list", type=Path, required=True, help="labelled calibration list")
-    calibrate.add_argument("--images-root", type=Path, default=Path("."))
-    calibrate.add_argument("--level", type=float, default=0.9, help="promised coverage")
-    calibrate.add_argument("--precision", default="fp32", help="fp32 (default) or bf16")
+    _published_on_a_list(calibrate, "the coverage to promise")
 
     publish = commands.add_parser("publish", aliases=["export"], help="publish a finished run")
     publish.add_argument("--run", type=Path, required=True, help="the run's output folder")
