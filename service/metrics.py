@@ -87,3 +87,8 @@ THROUGHPUT = Gauge(
     "Measured encoder throughput (moving estimate) used by admission.",
     ["backbone"],
 )
+TASK_CALIBRATED = Gauge(
+    f"{PREFIX}_task_calibrated",
+    "1 when the served task version carries a calibration (temperature + interval mass).",
+    ["task"],
+)

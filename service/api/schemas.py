@@ -105,7 +105,11 @@ class ModelInfo(BaseModel):
     num_ranks: int
     values: list[float]
     labels: list[str] | None = None
-    logit_scale: float
+    logit_scale: float = Field(description="the scale served (calibrated, when calibrated)")
+    calibrated: bool
+    calibration: dict[str, Any] | None = Field(
+        None, description="temperature, interval mass, n, coverage and NLL before and after"
+    )
     backbone: BackboneInfo
     metrics: dict[str, Any]
     provenance: dict[str, Any]
@@ -121,7 +125,9 @@ class ModelInfo(BaseModel):
             num_ranks=manifest.num_ranks,
             values=manifest.values,
             labels=manifest.labels,
-            logit_scale=manifest.logit_scale,
+            logit_scale=manifest.serving_logit_scale(),
+            calibrated=manifest.calibration is not None,
+            calibration=None if manifest.calibration is None else manifest.calibration.model_dump(),
             backbone=BackboneInfo.of(backbone),
             metrics=manifest.metrics,
             provenance=manifest.provenance,

@@ -165,6 +165,7 @@ def _stop_in_background(engine: InferenceEngine) -> None:
 def _publish(engine: InferenceEngine) -> None:
     """Point the served-model gauges at ``engine`` (and so release the previous one)."""
     metrics.MODEL_INFO.clear()
+    metrics.TASK_CALIBRATED.clear()
     for backbone_id, runtime in engine.backbones.items():
         batcher = runtime.batcher
         metrics.MAX_BATCH_SIZE.labels(backbone_id).set(batcher.max_batch_size)
@@ -180,3 +181,4 @@ def _publish(engine: InferenceEngine) -> None:
         metrics.MODEL_INFO.labels(
             name, manifest.version, manifest.backbone, str(placement.device), placement.precision
         ).set(1)
+        metrics.TASK_CALIBRATED.labels(name).set(int(manifest.calibration is not None))

@@ -22,7 +22,10 @@ class TaskRuntime:
         self.prototypes = loaded.prototypes
         self.values = np.asarray(manifest.values, dtype=np.float64)
         self.ref = ModelRef(manifest.task, manifest.version, manifest.backbone)
-        self.interval_level = interval_level
+        self.interval_level = interval_level  # the coverage promised to clients
+        # What a calibrated version serves (else the trained scale and the nominal mass).
+        self.logit_scale = manifest.serving_logit_scale()
+        self.interval_mass = manifest.interval_mass(interval_level)
 
     @property
     def name(self) -> str:
@@ -30,13 +33,13 @@ class TaskRuntime:
 
     def answer(self, features: torch.Tensor) -> list[TaskPrediction]:
         """One complete prediction per feature row, observed by the drift metrics."""
-        probabilities = rank_probabilities(features, self.prototypes, self.manifest.logit_scale)
+        probabilities = rank_probabilities(features, self.prototypes, self.logit_scale)
         answers = [self._prediction(row) for row in probabilities.double().numpy()]
         self._observe(answers)
         return answers
 
     def _prediction(self, probabilities: np.ndarray) -> TaskPrediction:
-        summary = summarize(probabilities, self.values, self.interval_level)
+        summary = summarize(probabilities, self.values, self.interval_mass)
         manifest = self.manifest
         return TaskPrediction(
             model=self.ref,

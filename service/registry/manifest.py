@@ -46,6 +46,29 @@ class BackboneManifest(BaseModel):
     created_at: str | None = None
 
 
+class Calibration(BaseModel):
+    """How a task version was calibrated, and what that changed on the calibration list.
+
+    The temperature divides the logit scale; the interval mass replaces the nominal central
+    mass, for ``level`` only, so that the served interval covers about ``level`` of answers
+    on data like the calibration list (split conformal, finite-sample corrected).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: str = "temperature (NLL) + split-conformal central mass"
+    temperature: float = Field(gt=0, description="served scale = logit_scale / temperature")
+    level: float = Field(gt=0, lt=1, description="the promised coverage the mass was fitted for")
+    interval_mass: float = Field(gt=0, le=1, description="central mass served for ``level``")
+    n: int = Field(gt=0, description="calibration images")
+    list_sha256: str = Field(description="sha256 of the calibration list file")
+    coverage_before: float = Field(ge=0, le=1, description="at ``level``, uncalibrated")
+    coverage_after: float = Field(ge=0, le=1, description="at ``level``, as now served")
+    nll_before: float = Field(ge=0)
+    nll_after: float = Field(ge=0)
+    source_version: str | None = Field(None, description="the version that was calibrated")
+
+
 class TaskManifest(BaseModel):
     """An ordinal task: ``prototypes.safetensors`` (R x D, L2-normalised) plus this manifest."""
 
@@ -64,6 +87,7 @@ class TaskManifest(BaseModel):
     files: dict[str, str]
     metrics: dict[str, Any] = Field(default_factory=dict)
     provenance: dict[str, Any] = Field(default_factory=dict)
+    calibration: Calibration | None = None
     created_at: str | None = None
 
     @model_validator(mode="after")
@@ -77,3 +101,20 @@ class TaskManifest(BaseModel):
     @property
     def num_ranks(self) -> int:
         return len(self.values)
+
+    def serving_logit_scale(self) -> float:
+        """The ``s`` to serve in softmax(s * cos): the calibrated one when there is one."""
+        if self.calibration is None:
+            return self.logit_scale
+        return self.logit_scale / self.calibration.temperature
+
+    def interval_mass(self, level: float) -> float:
+        """Central probability mass to serve for a promised ``level``.
+
+        The calibrated mass when this version was calibrated for that level; else the level
+        itself (the interval is then only as good as the probabilities).
+        """
+        calibration = self.calibration
+        if calibration is not None and abs(calibration.level - level) < 1e-9:
+            return calibration.interval_mass
+        return level

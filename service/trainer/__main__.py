@@ -3,7 +3,8 @@
 demo      random-weight backbone + age/aesthetics/decade from its real text tower (offline)
 zeroshot  template-ensemble prototypes from pretrained CLIP weights (needs the weights)
 fit       learn OrdinalCLIP (or CoOp) rank prompts; publishes when --model-store is given
-evaluate  figures and a plot for a *published* task, through the server's engine code
+evaluate  figures (JSON) and a plot for a *published* task, through the server's engine code
+calibrate fit a temperature and a conformal interval mass; publish a calibrated version
 publish   publish the best epoch of a finished run directory
 synth     write a synthetic ordinal dataset (disk size = rank) in the list format
 """
@@ -18,8 +19,9 @@ from pathlib import Path
 
 import torch
 
-from service.registry import ModelStore
+from service.registry import ModelStore, TaskManifest
 from service.trainer.architectures import TINY, build_clip
+from service.trainer.calibration import calibrate_published, split_list
 from service.trainer.config import TrainConfig, add_flags, load_config
 from service.trainer.data import RankScale
 from service.trainer.evaluate import evaluate_published
@@ -34,6 +36,17 @@ from service.trainer.zeroshot import publish_zeroshot
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-store", type=Path, required=True, help="registry folder")
     parser.add_argument("--seed", type=int, default=0, help="seed for random weights")
+
+
+def _published_on_a_list(parser: argparse.ArgumentParser, level_help: str) -> None:
+    """Flags of commands that run a published task version over a labelled list."""
+    parser.add_argument("--model-store", type=Path, required=True)
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--version", help="default: the active version")
+    parser.add_argument("--list", type=Path, required=True, help="list file, CSV or folder")
+    parser.add_argument("--images-root", type=Path, default=Path("."))
+    parser.add_argument("--precision", default="fp32", help="fp32 (default) or bf16")
+    parser.add_argument("--level", type=float, default=0.9, help=level_help)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,17 +93,22 @@ def build_parser() -> argparse.ArgumentParser:
     zeroshot.add_argument("--unit", help="custom task unit")
     fit = commands.add_parser("fit", help="learn rank prompts (torchrun-compatible)")
     add_flags(fit)
+    fit.add_argument(
+        "--calibrate-split",
+        type=float,
+        help="hold out this share of --val (per rank) and calibrate on it after publishing",
+    )
+    fit.add_argument("--calibrate-level", type=float, default=0.9, help="promised coverage")
 
     evaluate = commands.add_parser("evaluate", help="evaluate a published task")
-    evaluate.add_argument("--model-store", type=Path, required=True)
-    evaluate.add_argument("--task", required=True)
-    evaluate.add_argument("--version", help="default: the active version")
-    evaluate.add_argument("--list", type=Path, required=True, help="list file, CSV or folder")
-    evaluate.add_argument("--images-root", type=Path, default=Path("."))
-    evaluate.add_argument("--precision", default="fp32", help="fp32 (default) or bf16")
+    _published_on_a_list(evaluate, "the served interval level")
     evaluate.add_argument("--plot", type=Path, help="write a PNG here")
     evaluate.add_argument("--crop", choices=["none", "faces"], default="none", help="as in fit")
     evaluate.add_argument("--crop-margin", type=float, default=0.5, help="as in fit")
+    evaluate.add_argument("--json", type=Path, help="write the figures (with bands) here")
+
+    calibrate = commands.add_parser("calibrate", help="calibrate a published task on a list")
+    _published_on_a_list(calibrate, "the coverage to promise")
 
     publish = commands.add_parser("publish", aliases=["export"], help="publish a finished run")
     publish.add_argument("--run", type=Path, required=True, help="the run's output folder")
@@ -128,6 +146,19 @@ def custom_spec(args: argparse.Namespace, name: str) -> TaskSpec:
 
 def run_fit(args: argparse.Namespace) -> None:
     config = load_config(args)
+    held_out = None
+    if args.calibrate_split:
+        if config.model_store is None:
+            raise SystemExit("--calibrate-split publishes a calibrated version: give --model-store")
+        kept, held_out = split_list(
+            config.val,
+            config.images_root,
+            len(config.values()),
+            args.calibrate_split,
+            config.seed,
+            config.output,
+        )
+        config = config.model_copy(update={"val": kept})
     result = fit(config)
     summary: dict[str, object] = {"best_epoch": result.best_epoch, **result.best_metrics}
     if config.model_store is not None and is_main_process():
@@ -141,8 +172,18 @@ def run_fit(args: argparse.Namespace) -> None:
             metrics,
         )
         summary["published"] = f"{manifest.task} {manifest.version} on {manifest.backbone}"
+        if held_out is not None:
+            calibrated = calibrate_published(
+                config.model_store, config.task, held_out, config.images_root, args.calibrate_level
+            )
+            summary["calibrated"] = calibrated_summary(calibrated)
     if is_main_process():
         print(json.dumps(summary, indent=2))
+
+
+def calibrated_summary(manifest: TaskManifest) -> dict[str, object]:
+    block = manifest.calibration.model_dump() if manifest.calibration else {}
+    return {"version": manifest.version, **block}
 
 
 def run_publish(args: argparse.Namespace) -> None:
@@ -179,10 +220,25 @@ def main(argv: list[str] | None = None) -> None:
             args.precision,
             args.version,
             args.plot,
+            level=args.level,
+            json_path=args.json,
             crop=args.crop,
             crop_margin=args.crop_margin,
         )
-        print(json.dumps(metrics, indent=2))
+        overall = {k: v for k, v in metrics.items() if not isinstance(v, list)}
+        print(json.dumps(overall, indent=2))
+        return
+    if args.command == "calibrate":
+        calibrated = calibrate_published(
+            args.model_store,
+            args.task,
+            args.list,
+            args.images_root,
+            args.level,
+            args.precision,
+            args.version,
+        )
+        print(json.dumps(calibrated_summary(calibrated), indent=2))
         return
     if args.command == "synth":
         per_rank = {"train": args.train_per_rank, "val": args.val_per_rank}

@@ -1,22 +1,78 @@
-"""Evaluating *published* artifacts through the server's own engine code, with a plot."""
+"""Evaluating *published* artifacts through the server's own engine code: figures, JSON, plot.
+
+Images are decoded, preprocessed and encoded as the server does, and probabilities and
+intervals come from the engine's matching code with the manifest's *served* logit scale and
+interval mass, so a calibrated version is measured exactly as it will answer.
+"""
 
 from __future__ import annotations
 
+import json
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
 from service.engine.config import EngineConfig
 from service.engine.factory import load_task_backbone
+from service.engine.matching import rank_probabilities
+from service.registry import LoadedTask, ModelStore
 from service.trainer.crop import Crop, crop_samples
 from service.trainer.data import read_samples
-from service.trainer.metrics import ordinal_metrics, ordinality
+from service.trainer.metrics import ordinality
+from service.trainer.scoring import report
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A labelled list as the engine sees it: the task version, image features, true ranks."""
+
+    task: LoadedTask
+    features: torch.Tensor
+    labels: np.ndarray
+    list_path: Path
+
+
+def encode_list(
+    store: ModelStore,
+    task: str,
+    samples_file: Path,
+    images_root: Path,
+    precision: str = "fp32",
+    version: str | None = None,
+    batch_size: int = 32,
+    crop: Crop = "none",
+    crop_margin: float = 0.5,
+) -> Encoded:
+    """Decode, preprocess and encode every listed image with the task's backbone, built
+    by the server's factory (with ``crop="faces"``: each image's largest face, as in fit)."""
+    backbone, runtime = load_task_backbone(
+        store.root, task, EngineConfig.offline(precision), version
+    )
+    loaded = LoadedTask(runtime.manifest, runtime.prototypes)
+    samples = read_samples(samples_file, images_root, loaded.manifest.num_ranks, strict=True)
+    features = []
+    with tempfile.TemporaryDirectory() as crops:
+        size = backbone.preprocess.image_size
+        (samples,) = crop_samples(crop, crop_margin, size, Path(crops), test=samples)
+        for start in range(0, len(samples), batch_size):
+            chunk = samples[start : start + batch_size]
+            pixels = torch.stack(
+                [backbone.preprocess(s.path.read_bytes(), s.path.name) for s in chunk]
+            )
+            features.append(backbone.tower.encode(pixels).float())
+    labels = np.array([s.rank for s in samples])
+    return Encoded(loaded, torch.cat(features), labels, samples_file)
+
+
+def served_probabilities(
+    features: torch.Tensor, prototypes: torch.Tensor, logit_scale: float
+) -> np.ndarray:
+    """The engine's rank distributions (float32 softmax), as float64 rows."""
+    return rank_probabilities(features, prototypes, logit_scale).double().numpy()
 
 
 def evaluate_published(
@@ -28,56 +84,41 @@ def evaluate_published(
     version: str | None = None,
     plot_path: Path | None = None,
     batch_size: int = 32,
+    level: float = 0.9,
+    json_path: Path | None = None,
     crop: Crop = "none",
     crop_margin: float = 0.5,
-) -> dict[str, float]:
-    """Decode, preprocess, encode and match exactly as the server does; return the figures."""
-    backbone, runtime = load_task_backbone(
-        store_root, task, EngineConfig.offline(precision), version
+) -> dict[str, Any]:
+    """Overall figures at the top level, plus ``by_band``, ``reliability``, ``coverage_curve``."""
+    encoded = encode_list(
+        ModelStore(store_root),
+        task,
+        samples_file,
+        images_root,
+        precision,
+        version,
+        batch_size,
+        crop,
+        crop_margin,
     )
-    samples = read_samples(samples_file, images_root, runtime.manifest.num_ranks, strict=True)
-    with tempfile.TemporaryDirectory() as crops:
-        size = backbone.preprocess.image_size
-        (samples,) = crop_samples(crop, crop_margin, size, Path(crops), test=samples)
-        rows = []
-        for start in range(0, len(samples), batch_size):
-            chunk = samples[start : start + batch_size]
-            pixels = torch.stack(
-                [backbone.preprocess(s.path.read_bytes(), s.path.name) for s in chunk]
-            )
-            encoded = backbone.tower.encode(pixels)
-            rows += [answer.probabilities for answer in runtime.answer(encoded)]
-    probabilities = np.stack(rows)
-    labels = np.array([s.rank for s in samples])
-    metrics = ordinal_metrics(probabilities, labels, runtime.values)
-    metrics["ordinality"] = ordinality(runtime.prototypes)
+    manifest = encoded.task.manifest
+    probabilities = served_probabilities(
+        encoded.features, encoded.task.prototypes, manifest.serving_logit_scale()
+    )
+    values = np.asarray(manifest.values, dtype=np.float64)
+    figures = report(
+        probabilities, encoded.labels, values, level, manifest.interval_mass, manifest.labels
+    )
+    figures["ordinality"] = ordinality(encoded.task.prototypes)
+    figures["task"], figures["version"] = manifest.task, manifest.version
+    figures["calibrated"] = manifest.calibration is not None
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(figures, indent=2) + "\n")
     if plot_path is not None:
-        plot_predictions(
-            probabilities, labels, runtime.values, plot_path, f"{task} {runtime.manifest.version}"
-        )
-    return metrics
+        from service.trainer.plots import plot_evaluation
 
-
-def plot_predictions(
-    probabilities: np.ndarray, labels: np.ndarray, values: np.ndarray, path: Path, title: str
-) -> None:
-    """Predicted (expected) vs true value, and the arg-max confusion matrix."""
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4.5))
-    truth, expected = values[labels], probabilities @ values
-    left.scatter(truth, expected, s=8, alpha=0.5)
-    left.plot([values[0], values[-1]], [values[0], values[-1]], "k--", linewidth=1)
-    left.set_xlabel("true value")
-    left.set_ylabel("predicted (expected) value")
-    left.set_title(f"MAE {np.abs(expected - truth).mean():.3f}")
-    ranks = len(values)
-    confusion = np.zeros((ranks, ranks))
-    np.add.at(confusion, (labels, probabilities.argmax(axis=1)), 1)
-    right.imshow(confusion, cmap="Blues", origin="lower")
-    right.set_xlabel("predicted rank")
-    right.set_ylabel("true rank")
-    right.set_title("confusion (arg-max)")
-    figure.suptitle(title)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+        state = "calibrated" if figures["calibrated"] else "uncalibrated"
+        title = f"{task} {manifest.version} ({state})"
+        plot_evaluation(probabilities, encoded.labels, values, figures, plot_path, title)
+    return figures
