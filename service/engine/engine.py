@@ -98,6 +98,11 @@ class InferenceEngine:
         task = self.task(name)
         return task.manifest, self.backbones[task.manifest.backbone].manifest
 
+    def check_admission(self, task_names: Sequence[str]) -> None:
+        """Refuse now (429) if the tasks' encoders are already past the target wait."""
+        for backbone_id in {self.task(name).manifest.backbone for name in task_names}:
+            self.backbones[backbone_id].batcher.check()
+
     # -- predict -------------------------------------------------------------------------
     async def predict(
         self,
