@@ -62,7 +62,7 @@ def test_a_store_written_by_this_user_is_served_by_another(
     port = free_port()
     command = [*AS_NOBODY, sys.executable, "-m", "service"]
     command += ["--model-store", str(host_store), "--port", str(port)]
-    server = launch(command, port, tmp_path / "server.log", timeout_s=120)
+    server = launch(command, port, tmp_path / "server.log")
     try:
         status = Path(f"/proc/{server.process.pid}/status").read_text()
         uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
