@@ -131,10 +131,12 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = Field("json", description="Log line format.")
 
     def load_api_keys(self) -> list[str]:
+        """Keys from the setting and the file; in the file, blank lines and lines whose
+        first non-blank character is ``#`` are skipped (an indented comment is no key)."""
         keys = [k.strip() for k in self.api_keys.split(",") if k.strip()]
         if self.api_keys_file is not None:
-            lines = self.api_keys_file.read_text().splitlines()
-            keys += [k.strip() for k in lines if k.strip() and not k.startswith("#")]
+            lines = (line.strip() for line in self.api_keys_file.read_text().splitlines())
+            keys += [line for line in lines if line and not line.startswith("#")]
         return keys
 
     def admin_keys(self) -> list[str]:
