@@ -21,6 +21,12 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OCLIP_", extra="ignore")
 
     model_store: Path = Field(Path("model_store"), description="Registry folder to serve.")
+    strict_registry: bool = Field(
+        False,
+        description="All or nothing: any task whose active version cannot be loaded stops "
+        "the whole load. Off: such a task fails alone (503 for it, named on /readyz and "
+        "in oclip_task_load_failed) and the others serve.",
+    )
     host: str = Field("127.0.0.1", description="Interface to bind.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port.")
     device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'.")

@@ -166,6 +166,9 @@ def _publish(engine: InferenceEngine) -> None:
     """Point the served-model gauges at ``engine`` (and so release the previous one)."""
     metrics.MODEL_INFO.clear()
     metrics.TASK_CALIBRATED.clear()
+    metrics.TASK_LOAD_FAILED.clear()
+    for task in engine.failed_tasks:
+        metrics.TASK_LOAD_FAILED.labels(task).set(1)
     for backbone_id, runtime in engine.backbones.items():
         batcher = runtime.batcher
         metrics.MAX_BATCH_SIZE.labels(backbone_id).set(batcher.max_batch_size)
