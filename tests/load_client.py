@@ -28,12 +28,14 @@ async def hammer(
     stop_on_status: int | None = None,
     headers: dict[str, str] | None = None,
     fresh_connections: bool = False,
+    stop: asyncio.Event | None = None,
 ) -> Outcome:
     """``clients`` loops posting ``files`` for ``seconds``; a loop ends early on
     ``stop_on_status`` (a polite client backing off) or when the server is gone. With
     ``fresh_connections`` every request opens a new connection, else each loop keeps one
-    alive. Any transport error other than a refused connection is recorded: an accepted
-    request that got neither an answer nor a clean refusal (e.g. a reset)."""
+    alive. ``stop``, when set, ends every loop early. Any transport error other than a
+    refused connection is recorded: an accepted request that got neither an answer nor a
+    clean refusal (e.g. a reset)."""
     outcome = Outcome()
     deadline = time.monotonic() + seconds
 
@@ -44,7 +46,7 @@ async def hammer(
             return await once.post("/v1/age/predict", files=files, headers=headers)
 
     async def loop(client: httpx.AsyncClient) -> None:
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
             start, sent = time.perf_counter(), time.monotonic()
             try:
                 response = await post(client)

@@ -74,12 +74,15 @@ def test_reload_under_load_fails_no_request(store: ModelStore, tmp_path: Path) -
     server = start_server(store.root, tmp_path / "log", ADMIN)
 
     async def scenario() -> tuple:
-        load = asyncio.ensure_future(hammer(server.url, FILES, 8, 4))
+        stop = asyncio.Event()
+        load = asyncio.ensure_future(hammer(server.url, FILES, 8, 120, stop=stop))
         await asyncio.sleep(1.0)
         publish_age_version(store, seed=1)
         async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
             reloaded = await client.post("/admin/reload", headers=ADMIN_HEADERS)
         swapped_at = time.monotonic()
+        await asyncio.sleep(1.0)  # keep loading past the swap, however long the reload took
+        stop.set()
         return await load, reloaded, swapped_at
 
     try:
