@@ -136,6 +136,13 @@ class EngineHost:
                 raise ReloadFailed(
                     f"reload rejected, previous models still served: {message}"
                 ) from exc
+            lost = sorted(set(engine.failed_tasks) & set(self.engine.tasks if self.engine else ()))
+            if lost:  # a reload never takes a working task away
+                _stop_in_background(engine)
+                metrics.RELOADS.labels("failure").inc()
+                reasons = "; ".join(f"{task}: {engine.failed_tasks[task]}" for task in lost)
+                log.error("reload rejected, still serving the previous models: %s", reasons)
+                raise ReloadFailed(f"reload rejected, previous models still served: {reasons}")
             self._swap_in(engine)
             metrics.RELOADS.labels("success").inc()
             return engine
