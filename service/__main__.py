@@ -22,9 +22,12 @@ from service.logs import configure_logging
 
 log = logging.getLogger("service")
 FINAL_CLOSE_S = 5  # after the drain: longest wait for the last responses to be written
-# After the last request from before the signal is answered, keep the listener open this
-# long: its client's next request then gets a 503 rather than a reset from a closing socket.
-LINGER_S = 0.5
+# After the listener is closed, the connections are closed only once no request has arrived
+# for this long: requests on connections already accepted get their 503, not a reset.
+SETTLE_S = 0.5
+# The listener closes only once the last request from before the signal has been answered
+# this long ago: that client's next request gets a 503, not a refused or reset connection.
+LINGER_S = 1.0
 
 
 def parse_overrides(argv: list[str] | None = None) -> dict[str, Any]:
@@ -56,6 +59,7 @@ class GracefulServer(uvicorn.Server):
         self.in_flight: InFlight = app.state.in_flight
         self.settings = settings
         self.exit_signal: int | None = None
+        self.listener_closed_at: float | None = None
         self.drained_at: float | None = None
         self.reload_requested = False
 
@@ -82,10 +86,16 @@ class GracefulServer(uvicorn.Server):
             elif self.drained_at is None:
                 self.drained_at = time.monotonic()
             drained = self.drained_at is not None and time.monotonic() - self.drained_at >= LINGER_S
+            if self.listener_closed_at is not None:
+                now = time.monotonic()
+                quiet = now - max(self.listener_closed_at, self.in_flight.last_arrival)
+                return quiet >= SETTLE_S or elapsed >= self.settings.shutdown_grace_s + SETTLE_S
             if (drained and elapsed >= self.settings.shutdown_delay_s) or (
                 elapsed >= self.settings.shutdown_grace_s
             ):
-                return True
+                for server in self.servers:
+                    server.close()  # new connections are refused from now on, cleanly
+                self.listener_closed_at = time.monotonic()
         return await super().on_tick(counter)
 
     async def _reload(self) -> None:

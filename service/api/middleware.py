@@ -27,9 +27,11 @@ class InFlight:
 
     def __init__(self) -> None:
         self._arrivals: dict[int, float] = {}
+        self.last_arrival = 0.0
 
     def enter(self, key: int, arrived: float) -> None:
         self._arrivals[key] = arrived
+        self.last_arrival = arrived
 
     def leave(self, key: int) -> None:
         self._arrivals.pop(key, None)
