@@ -63,6 +63,12 @@ class Reservation:
         if count:
             self._batcher._forget(count)
 
+    def resize(self, count: int) -> None:
+        """Hold room for ``count`` images instead (the faces found after decoding, each
+        encoded as one image): growing is admitted as a new request would be, shrinking
+        gives the room back at once."""
+        self._batcher._resize(self, count)
+
 
 class MicroBatcher:
     def __init__(
@@ -151,22 +157,33 @@ class MicroBatcher:
         queue would drain within the target wait and holds fewer than ``max_queued``."""
         if self._stopped:
             raise ShuttingDown()
-        if count > self.max_queued:
+        reservation = Reservation(self, 0)
+        self._resize(reservation, count)
+        return reservation
+
+    def _resize(self, reservation: Reservation, count: int) -> None:
+        extra = count - reservation.count
+        if extra > 0 and count > self.max_queued:
             raise TooManyImages(
                 f"{count} images can never fit the encoder queue of {self.max_queued}"
             )
         with self._lock:
             pending = self._pending
-            wait = (pending + count) / self._rate if self._rate > 0 else 0.0
-            if pending and (pending + count > self.max_queued or wait > self.target_wait_s):
-                drain_s = pending / self._rate if self._rate > 0 else 1.0
+            ahead = pending - reservation.count  # other requests' images
+            wait = (pending + extra) / self._rate if self._rate > 0 else 0.0
+            if (
+                extra > 0
+                and ahead
+                and (pending + extra > self.max_queued or wait > self.target_wait_s)
+            ):
+                drain_s = ahead / self._rate if self._rate > 0 else 1.0
                 raise Overloaded(
-                    f"{pending} images are ahead (about {drain_s:.1f} s of work at "
+                    f"{ahead} images are ahead (about {drain_s:.1f} s of work at "
                     f"{self._rate:.1f} img/s; target wait {self.target_wait_s:g} s); retry later",
                     headers=retry_after(drain_s),
                 )
-            self._pending += count
-        return Reservation(self, count)
+            self._pending += extra
+            reservation.count = count
 
     def _forget(self, count: int) -> None:
         with self._lock:
