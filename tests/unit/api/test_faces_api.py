@@ -82,7 +82,13 @@ def face_centre(x: int, y: int, side: int) -> tuple[float, float]:
     return x + centre_x * side / 512, y + FACE_CENTRE[1] * side / 512
 
 
+def sample(name: str) -> float:
+    return REGISTRY.get_sample_value(name) or 0.0
+
+
 def test_portrait_gives_one_face_around_its_centre(call: Call, portrait_jpeg: bytes) -> None:
+    observed = [sample(f"oclip_faces_per_image_{s}") for s in ("count", "sum")]
+    detections = sample("oclip_face_detection_seconds_count")
     response = call("POST", "/v1/age/predict?faces=true", files=jpeg_part(portrait_jpeg))
     assert response.status_code == 200, response.text
     (image,) = response.json()["predictions"]
@@ -95,6 +101,11 @@ def test_portrait_gives_one_face_around_its_centre(call: Call, portrait_jpeg: by
     assert ESTIMATE | {"box", "score", "distribution"} == set(face)
     assert sum(face["distribution"]["probabilities"]) == pytest.approx(1)
     assert face["interval"]["low"] <= face["median"] <= face["interval"]["high"]
+    assert [sample(f"oclip_faces_per_image_{s}") for s in ("count", "sum")] == [
+        observed[0] + 1,
+        observed[1] + 1,
+    ]
+    assert sample("oclip_face_detection_seconds_count") == detections + 1
 
 
 def test_group_photo_gives_every_face_largest_first(call: Call, canvas_jpeg: bytes) -> None:
@@ -134,7 +145,7 @@ def test_exif_rotated_photo_gives_boxes_in_the_upright_frame(
 
 
 def test_photo_without_a_face_gives_an_empty_list(call: Call) -> None:
-    without = REGISTRY.get_sample_value("oclip_images_without_face_total") or 0.0
+    without = sample("oclip_images_without_face_total")
     coffee = images.encode(Image.fromarray(data.coffee()), "JPEG", quality=90)
     for path in ("/v1/age/predict?faces=true", "/v1/predict?tasks=age&faces=true"):
         response = call("POST", path, files=jpeg_part(coffee))
@@ -142,7 +153,7 @@ def test_photo_without_a_face_gives_an_empty_list(call: Call) -> None:
         (image,) = response.json()["predictions"]
         assert (image["faces"], image["faces_found"]) == ([], 0)
         assert "results" not in image
-    assert REGISTRY.get_sample_value("oclip_images_without_face_total") == without + 2
+    assert sample("oclip_images_without_face_total") == without + 2
 
 
 def test_more_faces_than_the_limit_are_truncated_visibly(
@@ -175,6 +186,12 @@ def test_faces_past_the_queue_cap_are_refused_with_429(
     finally:
         other.release()
     assert batcher.pending == 0
+    # No face: the reservation shrinks to nothing and the encoder is not run.
+    tower = limited.engine.backbones["tiny-random-s0"].tower
+    before = tower.images_encoded
+    coffee = images.encode(Image.fromarray(data.coffee()), "JPEG", quality=90)
+    assert call("POST", path, files=jpeg_part(coffee)).json()["predictions"][0]["faces"] == []
+    assert (tower.images_encoded, batcher.pending) == (before, 0)
 
 
 def test_several_tasks_encode_each_face_once(
