@@ -120,28 +120,25 @@ def test_group_photo_gives_every_face_largest_first(call: Call, canvas_jpeg: byt
     assert areas == sorted(areas, reverse=True)
 
 
-@pytest.mark.parametrize(
-    ("orientation", "stored_as"),
-    [
-        (3, Image.Transpose.ROTATE_180),
-        (6, Image.Transpose.ROTATE_90),
-        (8, Image.Transpose.ROTATE_270),
-    ],
-)
-def test_exif_rotated_photo_gives_boxes_in_the_upright_frame(
-    call: Call, orientation: int, stored_as: Image.Transpose
-) -> None:
+# EXIF orientation -> how the photo is stored, and where the face centre lies as stored.
+SIDEWAYS = {
+    3: (Image.Transpose.ROTATE_180, (288, 400)),
+    6: (Image.Transpose.ROTATE_90, (112, 288)),
+    8: (Image.Transpose.ROTATE_270, (400, 224)),
+}
+
+
+@pytest.mark.parametrize("orientation", sorted(SIDEWAYS))
+def test_exif_rotated_photo_gives_boxes_in_the_upright_frame(call: Call, orientation: int) -> None:
+    stored_as, stored_centre = SIDEWAYS[orientation]
     exif = Image.Exif()
     exif[0x0112] = orientation
-    sideways = portrait().transpose(stored_as)
-    upload = images.encode(sideways, "JPEG", quality=95, exif=exif.tobytes())
+    upload = images.encode(portrait().transpose(stored_as), "JPEG", quality=95, exif=exif.tobytes())
     response = call("POST", "/v1/age/predict?faces=true", files=jpeg_part(upload))
     assert response.status_code == 200, response.text
     (face,) = response.json()["predictions"][0]["faces"]
     assert contains(face["box"], *FACE_CENTRE)
-    # In the stored (sideways) frame the centre would be elsewhere: the box is upright.
-    stored_centre = {3: (288, 400), 6: (112, 288), 8: (400, 224)}[orientation]
-    assert not contains(face["box"], *stored_centre)
+    assert not contains(face["box"], *stored_centre)  # not the stored (sideways) frame
 
 
 def test_photo_without_a_face_gives_an_empty_list(call: Call) -> None:
