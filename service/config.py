@@ -12,6 +12,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.engine.config import EngineConfig
+from service.engine.faces import FaceConfig
 from service.engine.preprocess import ImageLimits
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
@@ -166,6 +167,14 @@ class Settings(BaseSettings):
                 max_bytes=self.max_image_bytes,
                 max_aspect_ratio=self.max_aspect_ratio,
                 formats=self.format_set(),
+            ),
+            faces=FaceConfig(
+                detector=self.face_detector,
+                yunet_model=self.face_yunet_model,
+                max_faces=self.max_faces_per_image,
+                min_size=self.min_face_px,
+                margin=self.face_margin,
+                detect_side=self.face_detect_side,
             ),
             interval_level=self.interval_level,
         )

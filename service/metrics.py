@@ -12,6 +12,7 @@ PREFIX = "oclip"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+FACE_BUCKETS = (0, 1, 2, 3, 4, 6, 8, 12, 16, 32)
 POSITION_BUCKETS = tuple(round(i / 10, 1) for i in range(1, 11))
 
 REQUESTS = Counter(
@@ -55,6 +56,19 @@ MAX_QUEUED_IMAGES = Gauge(
 )
 QUEUE_DEPTH = Gauge(
     f"{PREFIX}_queue_depth", "Images queued or running in the encoder.", ["backbone"]
+)
+FACE_DETECTION_SECONDS = Histogram(
+    f"{PREFIX}_face_detection_seconds",
+    "Face detection time per image (faces=true), decoding and cropping excluded.",
+    buckets=STAGE_BUCKETS,
+)
+FACES_PER_IMAGE = Histogram(
+    f"{PREFIX}_faces_per_image",
+    "Faces detected per image (faces=true), before the per-image limit.",
+    buckets=FACE_BUCKETS,
+)
+IMAGES_WITHOUT_FACE = Counter(
+    f"{PREFIX}_images_without_face_total", "Images with faces=true in which no face was found."
 )
 IMAGES = Counter(f"{PREFIX}_images_total", "Images predicted.", ["task"])
 PREDICTED_VALUE = Summary(

@@ -63,6 +63,12 @@ class Reservation:
         if count:
             self._batcher._forget(count)
 
+    def resize(self, count: int) -> None:
+        """Hold room for ``count`` images instead (the faces found after decoding, each
+        encoded as one image): growing is admitted as a new request would be, shrinking
+        gives the room back at once."""
+        self._batcher._resize(self, count)
+
 
 class MicroBatcher:
     def __init__(
@@ -149,30 +155,37 @@ class MicroBatcher:
         """Admit ``count`` images now or refuse at once. An idle encoder always admits (a
         big request on a slow machine is slow, not refused); a busy one admits while the
         queue would drain within the target wait and holds fewer than ``max_queued``."""
-        with self._lock:
-            self._check(count)
-            self._pending += count
-        return Reservation(self, count)
+        reservation = Reservation(self, 0)
+        self._resize(reservation, count)
+        return reservation
 
     def check(self, count: int = 1) -> None:
         """Raise what :meth:`reserve` would, without reserving: lets a request be refused
         before its body is read, so a flood of uploads costs little."""
         with self._lock:
-            self._check(count)
+            self._check(count, extra=count, ahead=self._pending)
 
-    def _check(self, count: int) -> None:
+    def _resize(self, reservation: Reservation, count: int) -> None:
+        extra = count - reservation.count
+        with self._lock:
+            if extra > 0:
+                self._check(count, extra, ahead=self._pending - reservation.count)
+            self._pending += extra
+            reservation.count = count
+
+    def _check(self, count: int, extra: int, ahead: int) -> None:
+        """``ahead``: other requests' images. Growing past the hard cap alone is 413."""
         if self._stopped:
             raise ShuttingDown()
         if count > self.max_queued:
             raise TooManyImages(
                 f"{count} images can never fit the encoder queue of {self.max_queued}"
             )
-        pending = self._pending
-        wait = (pending + count) / self._rate if self._rate > 0 else 0.0
-        if pending and (pending + count > self.max_queued or wait > self.target_wait_s):
-            drain_s = pending / self._rate if self._rate > 0 else 1.0
+        wait = (self._pending + extra) / self._rate if self._rate > 0 else 0.0
+        if ahead and (self._pending + extra > self.max_queued or wait > self.target_wait_s):
+            drain_s = ahead / self._rate if self._rate > 0 else 1.0
             raise Overloaded(
-                f"{pending} images are ahead (about {drain_s:.1f} s of work at "
+                f"{ahead} images are ahead (about {drain_s:.1f} s of work at "
                 f"{self._rate:.1f} img/s; target wait {self.target_wait_s:g} s); retry later",
                 headers=retry_after(drain_s),
             )

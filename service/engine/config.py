@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from service.engine.faces import FaceConfig
 from service.engine.preprocess import ACCEPTED_FORMATS, ImageLimits
 
 
@@ -23,6 +24,8 @@ class EngineConfig:
     # pre: decoding and checks
     preprocess_workers: int = 2
     limits: ImageLimits = field(default_factory=lambda: ImageLimits(max_pixels=50_000_000))
+    # faces (``faces=true``): detector and crop settings; a task's manifest crop wins
+    faces: FaceConfig = field(default_factory=FaceConfig)
     # post: summaries
     interval_level: float = 0.9
 

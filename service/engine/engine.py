@@ -1,14 +1,14 @@
 """The inference engine: pre (decode) -> core (batcher + tower) -> post (matching).
 
 Built by :func:`service.engine.factory.build_engine`. It answers ``predict`` with complete
-typed results and knows nothing of HTTP. Tasks that share a backbone share one encoding
-per image; each image is decoded once, whatever the number of backbones.
+typed results and knows nothing of HTTP. Tasks that share a backbone (and, with faces, a
+crop) share one encoding per image or face; each image is decoded once, and its faces
+detected once, whatever the number of backbones.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -18,10 +18,12 @@ import torch
 from service import metrics
 from service.engine.batcher import MicroBatcher, Reservation
 from service.engine.device import Placement
+from service.engine.faces import FaceCropper
 from service.engine.post import TaskRuntime
 from service.engine.pre import PreStage
+from service.engine.prepare import Prepared, View, prepare_faces, prepare_whole
 from service.engine.preprocess import Preprocessor
-from service.engine.results import ImageResult, TaskPrediction
+from service.engine.results import FaceResult, ImageResult, TaskPrediction
 from service.engine.vision import VisionTower
 from service.errors import DeadlineExceeded, NotReady, UnknownTask, retry_after
 from service.registry.manifest import BackboneManifest, TaskManifest
@@ -34,7 +36,7 @@ class NamedImage:
 
 
 class BackboneRuntime:
-    """One vision tower with its eval transform and its micro-batcher."""
+    """One vision tower with its eval transform, its micro-batcher and its face cropper."""
 
     def __init__(
         self,
@@ -42,12 +44,14 @@ class BackboneRuntime:
         tower: VisionTower,
         preprocess: Preprocessor,
         batcher: MicroBatcher,
+        faces: FaceCropper,
     ) -> None:
         self.id = manifest.id
         self.manifest = manifest
         self.tower = tower
         self.preprocess = preprocess
         self.batcher = batcher
+        self.faces = faces  # detector + the settings' crop for this tower's input size
 
 
 def observe_batch(backbone_id: str, size: int, seconds: float, waits: list[float]) -> None:
@@ -116,23 +120,35 @@ class InferenceEngine:
         images: Sequence[NamedImage],
         task_names: Sequence[str],
         deadline_s: float | None = None,
+        faces: bool = False,
     ) -> list[ImageResult]:
-        """Per image, a complete prediction for every task asked.
+        """Per image, a complete prediction for every task asked; with ``faces``, one per
+        detected face instead (largest first), each face counted as one image.
 
-        Admission comes first (429 before any decoding); past ``deadline_s`` the request's
-        queued images are withdrawn and it fails with :class:`DeadlineExceeded`.
+        Admission comes first (429 before any decoding), for one row per image; once faces
+        are found the reservation grows or shrinks to one row per face. Past ``deadline_s``
+        the request's queued images are withdrawn and it fails with :class:`DeadlineExceeded`.
         """
         tasks = [self.task(name) for name in dict.fromkeys(task_names)]
-        groups: dict[str, list[TaskRuntime]] = {}
+        views: dict[View, list[TaskRuntime]] = {}
         for task in tasks:
-            groups.setdefault(task.manifest.backbone, []).append(task)
-        with self._admit(list(groups), len(images)) as reservations:
+            views.setdefault(self._view(task, faces), []).append(task)
+        backbone_ids = list(dict.fromkeys(view.backbone for view in views))
+        with self._admit(backbone_ids, len(images)) as reservations:
             try:
-                return await asyncio.wait_for(self._run(images, groups, reservations), deadline_s)
+                run = self._run(images, views, reservations, faces)
+                return await asyncio.wait_for(run, deadline_s)
             except TimeoutError:
                 raise DeadlineExceeded(
                     f"no answer within the {deadline_s:g} s deadline; the service is saturated"
                 ) from None
+
+    def _view(self, task: TaskRuntime, faces: bool) -> View:
+        """How ``task`` sees an image: whole, or face crops cut as it was trained (its
+        manifest's crop), else as the settings say for its backbone's input size."""
+        runtime = self.backbones[task.manifest.backbone]
+        crop = (task.manifest.crop or runtime.faces.spec) if faces else None
+        return View(runtime.id, crop, runtime.preprocess)
 
     @contextmanager
     def _admit(self, backbone_ids: list[str], count: int) -> Iterator[dict[str, Reservation]]:
@@ -147,44 +163,80 @@ class InferenceEngine:
     async def _run(
         self,
         images: Sequence[NamedImage],
-        groups: dict[str, list[TaskRuntime]],
+        views: dict[View, list[TaskRuntime]],
         reservations: dict[str, Reservation],
+        faces: bool,
     ) -> list[ImageResult]:
-        backbones = [self.backbones[backbone_id] for backbone_id in groups]
-        pixels = await self._pre.map(lambda image: _prepare(image, backbones), images)
+        order = list(views)
+        if faces:
+            detector = self.backbones[order[0].backbone].faces
+            prepared = await self._pre.map(
+                lambda image: prepare_faces(image.name, image.data, order, detector), images
+            )
+        else:
+            prepared = await self._pre.map(
+                lambda image: prepare_whole(image.name, image.data, order), images
+            )
+        for backbone_id, reservation in reservations.items():
+            mine = [view for view in order if view.backbone == backbone_id]
+            reservation.resize(sum(p.rows(view) for view in mine for p in prepared))
         answers = await asyncio.gather(
             *(
                 self._encode_and_match(
-                    runtime,
-                    [p[runtime.id] for p in pixels],
-                    groups[runtime.id],
-                    reservations[runtime.id],
+                    self.backbones[backbone_id],
+                    {view: views[view] for view in order if view.backbone == backbone_id},
+                    prepared,
+                    reservation,
                 )
-                for runtime in backbones
+                for backbone_id, reservation in reservations.items()
             )
         )
-        results = [ImageResult(image.name) for image in images]
-        for per_task in answers:
-            for name, predictions in per_task.items():
-                for result, prediction in zip(results, predictions, strict=True):
-                    result.predictions[name] = prediction
-        return results
+        return assemble(prepared, {view: a for per_view in answers for view, a in per_view.items()})
 
     async def _encode_and_match(
         self,
         runtime: BackboneRuntime,
-        pixels: list[torch.Tensor],
-        tasks: list[TaskRuntime],
+        views: dict[View, list[TaskRuntime]],
+        prepared: list[Prepared],
         reservation: Reservation,
-    ) -> dict[str, list[TaskPrediction]]:
-        features = torch.stack(await runtime.batcher.encode(pixels, reservation))
-        return await asyncio.to_thread(lambda: {task.name: task.answer(features) for task in tasks})
+    ) -> dict[View, dict[str, list[TaskPrediction]]]:
+        """Every row of this backbone's views in one submission, then each view's tasks."""
+        rows = [pixels for view in views for p in prepared for pixels in p.pixels[view]]
+        encoded = await runtime.batcher.encode(rows, reservation) if rows else []
+
+        def match() -> dict[View, dict[str, list[TaskPrediction]]]:
+            answers, start = {}, 0
+            for view, tasks in views.items():
+                count = sum(p.rows(view) for p in prepared)
+                chunk = encoded[start : start + count]
+                start += count
+                features = torch.stack(chunk) if chunk else None
+                answers[view] = {
+                    task.name: [] if features is None else task.answer(features) for task in tasks
+                }
+            return answers
+
+        return await asyncio.to_thread(match)
 
 
-def _prepare(image: NamedImage, backbones: list[BackboneRuntime]) -> dict[str, torch.Tensor]:
-    """Decode once (checks first), then each backbone's eval transform."""
-    start = time.perf_counter()
-    decoded = backbones[0].preprocess.decode(image.data, image.name)
-    pixels = {runtime.id: runtime.preprocess.transform(decoded) for runtime in backbones}
-    metrics.PREPROCESS_SECONDS.labels(backbones[0].id).observe(time.perf_counter() - start)
-    return pixels
+def assemble(
+    prepared: list[Prepared], answers: dict[View, dict[str, list[TaskPrediction]]]
+) -> list[ImageResult]:
+    """Rows back to their images (and faces), in the order they were submitted."""
+    streams = {
+        (view, name): iter(predictions)
+        for view, per_task in answers.items()
+        for name, predictions in per_task.items()
+    }
+    results = []
+    for image in prepared:
+        if image.detections is None:
+            predictions = {name: next(rows) for (_, name), rows in streams.items()}
+            results.append(ImageResult(image.name, predictions))
+            continue
+        faces = [FaceResult(face.box, face.score) for face in image.detections.faces]
+        for (_, name), rows in streams.items():
+            for face in faces:
+                face.predictions[name] = next(rows)
+        results.append(ImageResult(image.name, faces=faces, faces_found=image.detections.found))
+    return results

@@ -19,6 +19,7 @@ from service.engine.batcher import MicroBatcher
 from service.engine.config import EngineConfig
 from service.engine.device import Placement, configure_threads, encoder_layout, resolve_placement
 from service.engine.engine import BackboneRuntime, InferenceEngine, observe_batch
+from service.engine.faces import build_cropper
 from service.engine.post import TaskRuntime
 from service.engine.pre import PreStage
 from service.engine.preprocess import Preprocessor
@@ -31,9 +32,10 @@ log = logging.getLogger(__name__)
 def build_backbone(
     loaded: LoadedBackbone, placement: Placement, config: EngineConfig
 ) -> BackboneRuntime:
-    """A tower, its eval transform and its (not yet started) batcher."""
+    """A tower, its eval transform, its (not yet started) batcher and its face cropper."""
     tower = VisionTower(loaded, placement)
     preprocess = Preprocessor(loaded.manifest.preprocess, config.limits)
+    faces = build_cropper(config.faces, preprocess.image_size)
     workers, cores = encoder_layout(placement, config.encoder_workers, config.cpu_cores)
     batcher = MicroBatcher(
         tower,
@@ -46,7 +48,21 @@ def build_backbone(
         cores=cores,
         on_batch=functools.partial(observe_batch, loaded.manifest.id),
     )
-    return BackboneRuntime(loaded.manifest, tower, preprocess, batcher)
+    return BackboneRuntime(loaded.manifest, tower, preprocess, batcher, faces)
+
+
+def check_face_detector(tasks: dict[str, TaskRuntime], config: EngineConfig) -> None:
+    """Faces are detected once per image, by the configured detector, for every task; a task
+    trained on another detector's crops still gets its margin and size, with this warning."""
+    for name, task in tasks.items():
+        crop = task.manifest.crop
+        if crop is not None and crop.detector != config.faces.detector:
+            log.warning(
+                "task %s was trained on %s face crops; faces=true detects with %s",
+                name,
+                crop.detector,
+                config.faces.detector,
+            )
 
 
 def build_engine(snapshot: RegistrySnapshot, config: EngineConfig) -> InferenceEngine:
@@ -64,6 +80,7 @@ def build_engine(snapshot: RegistrySnapshot, config: EngineConfig) -> InferenceE
     tasks = {
         name: TaskRuntime(loaded, config.interval_level) for name, loaded in snapshot.tasks.items()
     }
+    check_face_detector(tasks, config)
     engine = InferenceEngine(
         backbones, tasks, placement, PreStage(config.preprocess_workers), snapshot.failed
     )

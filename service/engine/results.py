@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from service.engine.faces.types import Box
+
 
 @dataclass(frozen=True)
 class Interval:
@@ -37,6 +39,19 @@ class TaskPrediction:
 
 
 @dataclass(frozen=True)
+class FaceResult:
+    """One detected face (``faces=true``): where it is, and every asked task for its crop."""
+
+    box: Box  # upright-image pixels (after EXIF orientation)
+    score: float  # detector confidence in 0..1, a ranking
+    predictions: dict[str, TaskPrediction] = field(default_factory=dict)  # task -> answer
+
+
+@dataclass(frozen=True)
 class ImageResult:
     name: str
     predictions: dict[str, TaskPrediction] = field(default_factory=dict)  # task -> answer
+    # With faces: one result per kept face, largest first (``predictions`` stays empty),
+    # and how many faces were detected before the per-image limit.
+    faces: list[FaceResult] | None = None
+    faces_found: int = 0

@@ -32,6 +32,21 @@ class Preprocess(BaseModel):
     resize_mode: Literal["shortest", "longest", "squash"] = "shortest"
 
 
+DetectorName = Literal["haar", "yunet"]
+
+
+class FaceCropSpec(BaseModel):
+    """How a task's images were cropped to faces; recorded in its manifest so that serving
+    (``faces=true``) cuts the same crops. It lives with the manifests, not with the face
+    code, so that reading a registry needs no detector."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    detector: DetectorName = "haar"
+    margin: float = Field(0.5, ge=0, description="square side = (1 + margin) x box side")
+    size: int = Field(224, gt=0, description="crop side in pixels, before the eval transform")
+
+
 class BackboneManifest(BaseModel):
     """A CLIP vision tower: ``visual.safetensors`` plus this manifest."""
 
@@ -94,6 +109,10 @@ class TaskManifest(BaseModel):
     metrics: dict[str, Any] = Field(default_factory=dict)
     provenance: dict[str, Any] = Field(default_factory=dict)
     calibration: Calibration | None = None
+    crop: FaceCropSpec | None = Field(
+        None,
+        description="set when trained on face crops (``fit --crop faces``); None: whole images",
+    )
     created_at: str | None = None
 
     @model_validator(mode="after")

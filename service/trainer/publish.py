@@ -11,6 +11,7 @@ from service.registry import ModelStore, TaskManifest
 from service.registry.manifest import WeightsSource
 from service.trainer.architectures import BuiltClip, backbone_manifest
 from service.trainer.config import TrainConfig
+from service.trainer.crop import face_cropper
 from service.trainer.data import RankScale
 from service.trainer.model import OrdinalClip
 
@@ -39,6 +40,9 @@ def publish_trained(
             }
         )
     stored = store.write_backbone(manifest, visual_state)
+    crop = None
+    if config.crop == "faces":  # the spec fit cut its crops with, for serving to repeat
+        crop = face_cropper(config.crop_margin, manifest.preprocess.image_size).spec
     return store.publish_task(
         prototypes,
         task=config.task,
@@ -47,6 +51,7 @@ def publish_trained(
         labels=scale.labels,
         unit=config.unit,
         logit_scale=float(model.logit_scale),
+        crop=crop,
         metrics=metrics,
         provenance={
             "producer": "service.trainer fit",

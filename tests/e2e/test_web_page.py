@@ -120,7 +120,6 @@ def test_charts_match_the_api_and_a_bad_file_shows_its_error(
 ) -> None:
     browser.get(f"{open_server.url}/")
     wait_for(browser, "#task-list input[name=task]", len(TASKS))
-    assert not browser.find_element(By.ID, "faces-option").is_displayed()  # no faces yet
     upload(browser, photo, not_an_image)
 
     cards = wait_for(browser, "#results .card", 2)
@@ -153,6 +152,27 @@ def test_charts_match_the_api_and_a_bad_file_shows_its_error(
         assert (tmp_path / f"web-page-{width}.png").stat().st_size > 0
         overflow = "return document.documentElement.scrollWidth - window.innerWidth"
         assert browser.execute_script(overflow) <= 0  # readable: no sideways scrolling
+
+
+def test_faces_are_boxed_and_answered_per_face_as_the_api_says(
+    open_server: RunningServer, browser: webdriver.Chrome, photo: Path
+) -> None:
+    browser.get(f"{open_server.url}/")
+    option = wait_for(browser, "#faces-option:not([hidden])")[0]  # the API offers faces
+    assert option.is_displayed()
+    browser.find_element(By.ID, "faces").click()
+    upload(browser, photo)
+    wait_for(browser, "#results .card .face .task .chart", len(TASKS))
+    files = {"image": (photo.name, photo.read_bytes(), "image/jpeg")}
+    params = {"tasks": ",".join(TASKS), "faces": "true"}
+    response = httpx.post(f"{open_server.url}/v1/predict", params=params, files=files)
+    (face,) = response.json()["predictions"][0]["faces"]  # the astronaut: one face
+    (box,) = wait_for(browser, "#results svg.faces rect.face-box")
+    for name in ("x", "y", "width", "height"):
+        assert float(box.get_attribute(name)) == face["box"][name]
+    (group,) = browser.find_elements(By.CSS_SELECTOR, "#results .face")
+    shown = group.find_element(By.CSS_SELECTOR, '.task[data-task="age"] .expected-value')
+    assert float(shown.text) == pytest.approx(face["results"]["age"]["expected"], abs=0.051)
 
 
 def test_with_api_keys_the_page_asks_for_a_key_then_works(

@@ -31,6 +31,14 @@ ERRORS = documented(400, 401, 404, 408, 413, 415, 422, 429, 500, 503, 504)
 DistributionFlag = Annotated[
     bool, Query(description="Include the full probability distribution over ranks")
 ]
+FacesFlag = Annotated[
+    bool,
+    Query(
+        description="Detect faces and answer per face (largest first, each with its box in "
+        "the upright image and the detector's score) instead of per image; an image with no "
+        "face gets `faces: []`. Each face counts as one image for admission."
+    ),
+]
 
 
 @router.post(
@@ -46,16 +54,19 @@ async def predict_task(
     engine: EngineDep,
     settings: SettingsDep,
     distribution: DistributionFlag = True,
+    faces: FacesFlag = False,
 ) -> TaskPredictResponse:
-    """Predict one ordinal task (e.g. ``age``) for each uploaded image, in upload order."""
-    results = await engine.predict(images, [task], settings.request_timeout_s)
-    answers = [result.predictions[task] for result in results]
+    """Predict one ordinal task (e.g. ``age``) for each uploaded image, in upload order;
+    with ``faces=true``, for each face of each image."""
+    results = await engine.predict(images, [task], settings.request_timeout_s, faces)
     return TaskPredictResponse(
         task=task,
         model=ModelRef.of(engine.task(task).ref),
         predictions=[
-            Prediction.of(answer, result.name, distribution)
-            for result, answer in zip(results, answers, strict=True)
+            Prediction.of_faces(result, task, distribution)
+            if faces
+            else Prediction.of(result.predictions[task], result.name, distribution)
+            for result in results
         ],
     )
 
@@ -76,23 +87,16 @@ async def predict_tasks(
         str | None, Query(description="Comma-separated task names; all served tasks if omitted")
     ] = None,
     distribution: DistributionFlag = True,
+    faces: FacesFlag = False,
 ) -> MultiPredictResponse:
-    """Predict several tasks per image; tasks sharing a backbone share one encoding."""
+    """Predict several tasks per image (or per face); tasks sharing a backbone share one
+    encoding per image (or face)."""
     names = sorted(engine.tasks) if tasks is None else _parse_task_list(tasks)
-    results = await engine.predict(images, names, settings.request_timeout_s)
+    results = await engine.predict(images, names, settings.request_timeout_s, faces)
     return MultiPredictResponse(
         tasks=names,
         models={name: ModelRef.of(engine.task(name).ref) for name in names},
-        predictions=[
-            ImagePredictions(
-                filename=result.name,
-                results={
-                    name: Prediction.of(answer, None, distribution)
-                    for name, answer in result.predictions.items()
-                },
-            )
-            for result in results
-        ],
+        predictions=[ImagePredictions.of(result, distribution) for result in results],
     )
 
 

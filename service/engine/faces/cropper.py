@@ -6,27 +6,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field
 
 from service.engine.faces.crop import crop_face
 from service.engine.faces.haar import HaarDetector
 from service.engine.faces.types import Detections, Face, FaceDetector
 from service.engine.faces.yunet import YuNetDetector
-
-DetectorName = Literal["haar", "yunet"]
-
-
-class FaceCropSpec(BaseModel):
-    """How a task's images were cropped; recorded in its manifest so serving repeats it."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    detector: DetectorName = "haar"
-    margin: float = Field(0.5, ge=0, description="square side = (1 + margin) x box side")
-    size: int = Field(224, gt=0, description="crop side in pixels, before the eval transform")
+from service.registry.manifest import DetectorName, FaceCropSpec  # the manifest's record
 
 
 def build_detector(
