@@ -1,6 +1,6 @@
 """``python -m service.trainer``: produce registry artifacts offline.
 
-demo      random-weight backbone + age/aesthetics/decade from its real text tower (offline)
+demo      random-weight backbone + age/aesthetics/decade, one prompt per rank (offline, fast)
 zeroshot  template-ensemble prototypes from pretrained CLIP weights (needs the weights)
 fit       learn OrdinalCLIP (or CoOp) rank prompts; publishes when --model-store is given
 evaluate  figures and a plot for a *published* task, through the server's engine code
@@ -22,6 +22,7 @@ from service.registry import ModelStore
 from service.trainer.architectures import TINY, build_clip
 from service.trainer.config import TrainConfig, add_flags, load_config
 from service.trainer.data import RankScale
+from service.trainer.demo import explain_existing, publish_demo
 from service.trainer.evaluate import evaluate_published
 from service.trainer.loop import BEST, LOG, fit
 from service.trainer.model import OrdinalClip
@@ -194,16 +195,18 @@ def main(argv: list[str] | None = None) -> None:
     store = ModelStore(args.model_store)
     if args.command == "demo":
         if args.if_empty and store.task_names():
-            logging.info("%s already has tasks %s; leaving it", store.root, store.task_names())
+            warning = explain_existing(store, args.backbone, args.seed)
+            if warning:
+                logging.warning(warning)
+            else:
+                logging.info("%s already has tasks %s; leaving it", store.root, store.task_names())
             return
-        built = build_clip(args.backbone, pretrained=None, seed=args.seed)
-        specs = list(BUILTIN_TASKS.values())
-        producer = "demo"
+        published = publish_demo(store, args.backbone, args.seed)
     else:
         built = build_clip(args.backbone, pretrained=args.pretrained, seed=args.seed)
         specs = [BUILTIN_TASKS.get(name) or custom_spec(args, name) for name in args.task]
-        producer = "zeroshot"
-    for manifest in publish_zeroshot(store, built, specs, producer):
+        published = publish_zeroshot(store, built, specs, "zeroshot")
+    for manifest in published:
         print(f"{manifest.task} {manifest.version} -> backbone {manifest.backbone}")
 
 
