@@ -21,13 +21,7 @@ import torch
 from service.registry import ModelStore
 from service.trainer.architectures import TINY, build_clip
 from service.trainer.config import TrainConfig, add_flags, load_config
-from service.trainer.data import RankScale
 from service.trainer.demo import explain_existing, publish_demo
-from service.trainer.evaluate import evaluate_published
-from service.trainer.loop import BEST, LOG, fit
-from service.trainer.model import OrdinalClip
-from service.trainer.publish import publish_trained
-from service.trainer.synthetic import write_synthetic
 from service.trainer.tasks import BUILTIN_TASKS, TaskSpec, parse_values
 from service.trainer.zeroshot import publish_zeroshot
 
@@ -127,7 +121,14 @@ def custom_spec(args: argparse.Namespace, name: str) -> TaskSpec:
     )
 
 
+# The training and evaluation stack (data loading, face crops, matplotlib) is imported by the
+# commands that use it, so that `demo`, on every first `make serve`, starts without it.
+
+
 def run_fit(args: argparse.Namespace) -> None:
+    from service.trainer.loop import fit
+    from service.trainer.publish import publish_trained
+
     config = load_config(args)
     result = fit(config)
     summary: dict[str, object] = {"best_epoch": result.best_epoch, **result.best_metrics}
@@ -147,6 +148,11 @@ def run_fit(args: argparse.Namespace) -> None:
 
 
 def run_publish(args: argparse.Namespace) -> None:
+    from service.trainer.data import RankScale
+    from service.trainer.loop import BEST, LOG
+    from service.trainer.model import OrdinalClip
+    from service.trainer.publish import publish_trained
+
     config = TrainConfig.model_validate_json((args.run / "config.json").read_text())
     built = build_clip(config.backbone, config.pretrained, seed=config.seed)
     scale = RankScale(config.values(), config.label_list())
@@ -172,6 +178,8 @@ def main(argv: list[str] | None = None) -> None:
         run_publish(args)
         return
     if args.command == "evaluate":
+        from service.trainer.evaluate import evaluate_published
+
         metrics = evaluate_published(
             args.model_store,
             args.task,
@@ -186,6 +194,8 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(metrics, indent=2))
         return
     if args.command == "synth":
+        from service.trainer.synthetic import write_synthetic
+
         per_rank = {"train": args.train_per_rank, "val": args.val_per_rank}
         for split, path in write_synthetic(
             args.out, args.ranks, per_rank, args.size, args.seed
