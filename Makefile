@@ -2,8 +2,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STORE ?= model_store
 DEMO_BACKBONE ?= ViT-B-16
+# One demo registry per backbone: DEMO_BACKBONE=tiny never serves a ViT-B-16 store built
+# earlier. STORE=DIR serves a registry of your own (the demo fills it only when it is empty).
+STORE ?= model_store/demo-$(DEMO_BACKBONE)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
@@ -17,7 +19,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
-## Build the random-weight demo registry in $(STORE) unless it already has tasks.
+## Build the random-weight demo registry in $(STORE) unless it already has tasks (it says so
+## when those were built for another backbone).
 demo: install
 	$(BIN)/python -m service.trainer demo --model-store $(STORE) --backbone $(DEMO_BACKBONE) --if-empty
 

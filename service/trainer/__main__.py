@@ -1,6 +1,6 @@
 """``python -m service.trainer``: produce registry artifacts offline.
 
-demo      random-weight backbone + age/aesthetics/decade from its real text tower (offline)
+demo      random-weight backbone + age/aesthetics/decade, one prompt per rank (offline, fast)
 zeroshot  template-ensemble prototypes from pretrained CLIP weights (needs the weights)
 fit       learn OrdinalCLIP (or CoOp) rank prompts; publishes when --model-store is given
 evaluate  figures (JSON) and a plot for a *published* task, through the server's engine code
@@ -23,12 +23,7 @@ from service.registry import ModelStore, TaskManifest
 from service.trainer.architectures import TINY, build_clip
 from service.trainer.calibration import calibrate_published, split_list
 from service.trainer.config import TrainConfig, add_flags, load_config
-from service.trainer.data import RankScale
-from service.trainer.evaluate import evaluate_published
-from service.trainer.loop import BEST, LOG, fit
-from service.trainer.model import OrdinalClip
-from service.trainer.publish import publish_trained
-from service.trainer.synthetic import write_synthetic
+from service.trainer.demo import explain_existing, publish_demo
 from service.trainer.tasks import BUILTIN_TASKS, TaskSpec, parse_values
 from service.trainer.zeroshot import publish_zeroshot
 
@@ -144,7 +139,14 @@ def custom_spec(args: argparse.Namespace, name: str) -> TaskSpec:
     )
 
 
+# The training and evaluation stack (data loading, face crops, matplotlib) is imported by the
+# commands that use it, so that `demo`, on every first `make serve`, starts without it.
+
+
 def run_fit(args: argparse.Namespace) -> None:
+    from service.trainer.loop import fit
+    from service.trainer.publish import publish_trained
+
     config = load_config(args)
     held_out = None
     if args.calibrate_split:
@@ -187,6 +189,11 @@ def calibrated_summary(manifest: TaskManifest) -> dict[str, object]:
 
 
 def run_publish(args: argparse.Namespace) -> None:
+    from service.trainer.data import RankScale
+    from service.trainer.loop import BEST, LOG
+    from service.trainer.model import OrdinalClip
+    from service.trainer.publish import publish_trained
+
     config = TrainConfig.model_validate_json((args.run / "config.json").read_text())
     built = build_clip(config.backbone, config.pretrained, seed=config.seed)
     scale = RankScale(config.values(), config.label_list())
@@ -212,6 +219,8 @@ def main(argv: list[str] | None = None) -> None:
         run_publish(args)
         return
     if args.command == "evaluate":
+        from service.trainer.evaluate import evaluate_published
+
         metrics = evaluate_published(
             args.model_store,
             args.task,
@@ -241,6 +250,8 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(calibrated_summary(calibrated), indent=2))
         return
     if args.command == "synth":
+        from service.trainer.synthetic import write_synthetic
+
         per_rank = {"train": args.train_per_rank, "val": args.val_per_rank}
         for split, path in write_synthetic(
             args.out, args.ranks, per_rank, args.size, args.seed
@@ -250,16 +261,18 @@ def main(argv: list[str] | None = None) -> None:
     store = ModelStore(args.model_store)
     if args.command == "demo":
         if args.if_empty and store.task_names():
-            logging.info("%s already has tasks %s; leaving it", store.root, store.task_names())
+            warning = explain_existing(store, args.backbone, args.seed)
+            if warning:
+                logging.warning(warning)
+            else:
+                logging.info("%s already has tasks %s; leaving it", store.root, store.task_names())
             return
-        built = build_clip(args.backbone, pretrained=None, seed=args.seed)
-        specs = list(BUILTIN_TASKS.values())
-        producer = "demo"
+        published = publish_demo(store, args.backbone, args.seed)
     else:
         built = build_clip(args.backbone, pretrained=args.pretrained, seed=args.seed)
         specs = [BUILTIN_TASKS.get(name) or custom_spec(args, name) for name in args.task]
-        producer = "zeroshot"
-    for manifest in publish_zeroshot(store, built, specs, producer):
+        published = publish_zeroshot(store, built, specs, "zeroshot")
+    for manifest in published:
         print(f"{manifest.task} {manifest.version} -> backbone {manifest.backbone}")
 
 

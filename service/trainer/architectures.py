@@ -23,6 +23,10 @@ TINY_CONFIG: dict[str, Any] = {
 TINY = "tiny"
 
 
+def random_weights(seed: int) -> WeightsSource:
+    return WeightsSource(kind="random", seed=seed, note="untrained: predictions are meaningless")
+
+
 @dataclass
 class BuiltClip:
     model: open_clip.CLIP
@@ -56,19 +60,20 @@ def build_clip(architecture: str, pretrained: str | None = None, seed: int = 0) 
             )
         model = open_clip.create_model(architecture, pretrained=pretrained)
         preprocess = PreprocessCfg(**model.visual.preprocess_cfg)
-    weights = (
-        WeightsSource(kind="pretrained", tag=pretrained)
-        if pretrained
-        else WeightsSource(kind="random", seed=seed, note="untrained: predictions are meaningless")
-    )
+    weights = random_weights(seed)
+    if pretrained:
+        weights = WeightsSource(kind="pretrained", tag=pretrained)
     return BuiltClip(model.eval(), architecture, config, weights, preprocess)
 
 
+def weights_id(architecture: str, weights: WeightsSource) -> str:
+    """The backbone id an architecture with these weights gets, known before building it."""
+    source = weights.tag if weights.kind == "pretrained" else f"random-s{weights.seed}"
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{architecture}-{source}")
+
+
 def backbone_id(built: BuiltClip) -> str:
-    source = (
-        built.weights.tag if built.weights.kind == "pretrained" else f"random-s{built.weights.seed}"
-    )
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{built.architecture}-{source}")
+    return weights_id(built.architecture, built.weights)
 
 
 def backbone_manifest(built: BuiltClip) -> BackboneManifest:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,11 @@ class TaskSpec:
 
     def prompts(self, rank: int) -> list[str]:
         return [template.format(self.rank_words[rank]) for template in self.templates]
+
+    def first_template_only(self) -> TaskSpec:
+        """The same task with one prompt per rank: an ensemble averages out the wording of
+        *trained* text features; random ones gain nothing from it (the demo)."""
+        return replace(self, templates=self.templates[:1])
 
 
 AGE = TaskSpec(

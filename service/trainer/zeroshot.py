@@ -3,46 +3,61 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from service.registry import ModelStore, TaskManifest
 from service.trainer.architectures import BuiltClip, backbone_manifest
 from service.trainer.tasks import TaskSpec
+from service.trainer.text import encode_text
 
 log = logging.getLogger(__name__)
 
+TextEncode = Callable[[torch.Tensor], torch.Tensor]  # N x context token ids -> N x D features
+
 
 @torch.inference_mode()
-def template_prototypes(built: BuiltClip, spec: TaskSpec, batch_size: int = 64) -> torch.Tensor:
-    """R x D: per rank, the mean of its normalised template embeddings, normalised again."""
-    tokenizer = built.tokenizer()
-    prompts = [prompt for rank in range(len(spec.values)) for prompt in spec.prompts(rank)]
-    features = []
-    for start in tqdm(range(0, len(prompts), batch_size), desc=f"{spec.name} prompts", leave=False):
-        tokens = tokenizer(prompts[start : start + batch_size])
-        features.append(torch.nn.functional.normalize(built.model.encode_text(tokens), dim=-1))
-    per_prompt = torch.cat(features).float().reshape(len(spec.values), len(spec.templates), -1)
+def template_prototypes(
+    built: BuiltClip, spec: TaskSpec, encode: TextEncode | None = None, batch_size: int = 256
+) -> torch.Tensor:
+    """R x D: per rank, the mean of its normalised template embeddings, normalised again.
+    ``encode`` defaults to the model's fp32 text tower (cropped after the EOT, exact)."""
+    encode = encode or partial(encode_text, built.model)
+    tokens = built.tokenizer()(
+        [prompt for rank in range(len(spec.values)) for prompt in spec.prompts(rank)]
+    )
+    batches = [tokens[start : start + batch_size] for start in range(0, len(tokens), batch_size)]
+    features = torch.cat([encode(batch).float() for batch in batches])
+    features = torch.nn.functional.normalize(features, dim=-1)
+    per_prompt = features.reshape(len(spec.values), len(spec.templates), -1)
     return torch.nn.functional.normalize(per_prompt.mean(dim=1), dim=-1)
 
 
 def publish_zeroshot(
-    store: ModelStore, built: BuiltClip, specs: list[TaskSpec], producer: str
+    store: ModelStore,
+    built: BuiltClip,
+    specs: list[TaskSpec],
+    producer: str,
+    encode: TextEncode | None = None,
+    provenance: dict[str, Any] | None = None,
 ) -> list[TaskManifest]:
-    """Write the backbone (once) and one new active version per task."""
+    """Write the backbone (once) and one new active version per task. ``provenance`` adds to
+    (or overrides) the recorded method, templates and weights."""
     backbone = store.write_backbone(backbone_manifest(built), built.model.visual.state_dict())
     logit_scale = float(built.model.logit_scale.exp().item())
     published = []
     for spec in specs:
-        prototypes = template_prototypes(built, spec)
-        provenance: dict[str, Any] = {
+        prototypes = template_prototypes(built, spec, encode)
+        recorded: dict[str, Any] = {
             "producer": producer,
             "method": "zero-shot template ensemble",
             "templates": spec.templates,
             "rank_words": spec.rank_words,
             "weights": built.weights.model_dump(exclude_none=True),
+            **(provenance or {}),
         }
         manifest = store.publish_task(
             prototypes,
@@ -53,8 +68,8 @@ def publish_zeroshot(
             unit=spec.unit,
             description=spec.description,
             logit_scale=logit_scale,
-            provenance=provenance,
+            provenance=recorded,
         )
         published.append(manifest)
-        log.info("published %s %s on %s", spec.name, published[-1].version, backbone.id)
+        log.info("published %s %s on %s", spec.name, manifest.version, backbone.id)
     return published
