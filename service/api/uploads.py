@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
+from typing import Any
 
 from fastapi import Request
+from PIL import Image
 from starlette.datastructures import UploadFile
 
 from service.engine.engine import NamedImage
@@ -19,10 +22,21 @@ from service.errors import (
 IMAGE_FIELD = "image"
 RAW_BODY_TYPES = ("image/", "application/octet-stream")
 
-# Documents the multipart body that the handlers parse themselves (to own limits and errors).
-IMAGE_UPLOAD_OPENAPI = {
-    "requestBody": {
+
+def image_upload_openapi(max_images: int, formats: Iterable[str]) -> dict[str, Any]:
+    """The OpenAPI ``requestBody`` of the predict routes, which parse their body themselves
+    (to own limits and errors). Built per app: ``maxItems`` is the configured limit, and each
+    part's ``contentType`` lists the configured formats. What no schema can say (that the
+    bytes decode as an image within the size limits) is in the descriptions."""
+    Image.init()
+    media_types = sorted({Image.MIME[name] for name in formats if name in Image.MIME})
+    accepted = ", ".join(media_types)
+    return {
         "required": True,
+        "description": "Images to predict on. Each must decode as one of the accepted formats "
+        f"({accepted}); other bytes are answered with 415 or 422, which a schema cannot "
+        "express. A raw `image/*` body is one image (the `multipart/form-data` form is the "
+        "one code generators support).",
         "content": {
             "multipart/form-data": {
                 "schema": {
@@ -32,15 +46,18 @@ IMAGE_UPLOAD_OPENAPI = {
                         IMAGE_FIELD: {
                             "type": "array",
                             "items": {"type": "string", "format": "binary"},
-                            "description": "One or more images (JPEG, PNG, WebP, GIF, BMP, TIFF)",
+                            "minItems": 1,
+                            "maxItems": max_images,
+                            "description": f"1 to {max_images} image files, one part each, "
+                            "answered in upload order",
                         }
                     },
-                }
+                },
+                "encoding": {IMAGE_FIELD: {"contentType": accepted}},
             },
             "image/*": {"schema": {"type": "string", "format": "binary"}},
         },
     }
-}
 
 
 async def read_images(request: Request, max_images: int, timeout_s: float) -> list[NamedImage]:
