@@ -21,7 +21,7 @@ from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
 
 from service.api.deps import get_images, require_admin_key, require_api_key
-from service.api.uploads import image_upload_openapi
+from service.api.uploads import UPLOAD_SCHEMA, image_upload_openapi
 from service.config import Settings
 from service.engine.lifecycle import EngineHost
 
@@ -83,9 +83,10 @@ def build_contract(app: FastAPI, settings: Settings) -> dict[str, Any]:
     )
     schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
     api_security = API_SECURITY if settings.load_api_keys() else [{}, *API_SECURITY]
-    upload = image_upload_openapi(
-        min(settings.max_images_per_request, settings.max_queued_images), settings.format_set()
-    )
+    # Past the encoder queue's size, a request is refused whatever the per-request limit.
+    max_images = min(settings.max_images_per_request, settings.max_queued_images)
+    upload, form = image_upload_openapi(max_images, settings.format_set())
+    schema["components"].setdefault("schemas", {})[UPLOAD_SCHEMA] = form
     for route, operation in _operations(app, schema):
         calls = set(_calls(route.dependant))
         if require_admin_key in calls:

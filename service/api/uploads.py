@@ -21,43 +21,48 @@ from service.errors import (
 
 IMAGE_FIELD = "image"
 RAW_BODY_TYPES = ("image/", "application/octet-stream")
+# The upload form's name in the schema's components, which generated clients name it by.
+UPLOAD_SCHEMA = "ImageUpload"
 
 
-def image_upload_openapi(max_images: int, formats: Iterable[str]) -> dict[str, Any]:
+def image_upload_openapi(
+    max_images: int, formats: Iterable[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The OpenAPI ``requestBody`` of the predict routes, which parse their body themselves
-    (to own limits and errors). Built per app: ``maxItems`` is the configured limit, and each
-    part's ``contentType`` lists the configured formats. What no schema can say (that the
-    bytes decode as an image within the size limits) is in the descriptions."""
+    (to own limits and errors), and the :data:`UPLOAD_SCHEMA` it refers to. Built per app:
+    ``maxItems`` is the configured limit, each part's ``contentType`` lists the configured
+    formats. What no schema can say (that the bytes decode as an image within the size
+    limits) is in the descriptions."""
     Image.init()
-    media_types = sorted({Image.MIME[name] for name in formats if name in Image.MIME})
-    accepted = ", ".join(media_types)
-    return {
+    accepted = ", ".join(sorted({Image.MIME[name] for name in formats if name in Image.MIME}))
+    form = {
+        "type": "object",
+        "required": [IMAGE_FIELD],
+        "properties": {
+            IMAGE_FIELD: {
+                "type": "array",
+                "items": {"type": "string", "format": "binary"},
+                "minItems": 1,
+                "maxItems": max_images,
+                "description": f"1 to {max_images} image files, one part each, answered in "
+                f"upload order. Formats: {accepted}.",
+            }
+        },
+    }
+    body = {
         "required": True,
-        "description": "Images to predict on. Each must decode as one of the accepted formats "
-        f"({accepted}); other bytes are answered with 415 or 422, which a schema cannot "
-        "express. A raw `image/*` body is one image (the `multipart/form-data` form is the "
-        "one code generators support).",
+        "description": "Images to predict on. Bytes that do not decode as an accepted format "
+        "are answered with 415 or 422: a schema cannot express that. A raw `image/*` body "
+        "is one image (client generators support only the `multipart/form-data` form).",
         "content": {
             "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": [IMAGE_FIELD],
-                    "properties": {
-                        IMAGE_FIELD: {
-                            "type": "array",
-                            "items": {"type": "string", "format": "binary"},
-                            "minItems": 1,
-                            "maxItems": max_images,
-                            "description": f"1 to {max_images} image files, one part each, "
-                            "answered in upload order",
-                        }
-                    },
-                },
+                "schema": {"$ref": f"#/components/schemas/{UPLOAD_SCHEMA}"},
                 "encoding": {IMAGE_FIELD: {"contentType": accepted}},
             },
             "image/*": {"schema": {"type": "string", "format": "binary"}},
         },
     }
+    return body, form
 
 
 async def read_images(request: Request, max_images: int, timeout_s: float) -> list[NamedImage]:
