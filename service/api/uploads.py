@@ -57,7 +57,19 @@ def image_upload_openapi(
         "content": {
             "multipart/form-data": {
                 "schema": {"$ref": f"#/components/schemas/{UPLOAD_SCHEMA}"},
-                "encoding": {IMAGE_FIELD: {"contentType": accepted}},
+                "encoding": {
+                    IMAGE_FIELD: {
+                        "contentType": accepted,
+                        "headers": {
+                            "Content-Disposition": {
+                                "description": "Each part is a file part: it has a filename "
+                                "(a part without one is a text field, answered with 422).",
+                                "schema": {"type": "string"},
+                                "example": f'form-data; name="{IMAGE_FIELD}"; filename="a.jpg"',
+                            }
+                        },
+                    }
+                },
             },
             "image/*": {"schema": {"type": "string", "format": "binary"}},
         },
