@@ -23,7 +23,8 @@ def _encoded(fmt: str) -> st.SearchStrategy[bytes]:
     @st.composite
     def draw(draw: st.DrawFn) -> bytes:
         width = draw(st.integers(1, 96))
-        height = draw(st.integers(max(1, width // 20), min(96, width * 20)))
+        # Within the server's default OCLIP_MAX_ASPECT_RATIO of 20 either way.
+        height = draw(st.integers(-(-width // 20), min(96, width * 20)))
         seed = draw(st.integers(0, 2**32 - 1))
         pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), np.uint8)
         buffer = io.BytesIO()

@@ -19,7 +19,6 @@ router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminAuthentic
 @router.post(
     "/reload",
     operation_id="reload",
-    summary="Reload the registry",
     response_model=ReloadResponse,
     responses=documented(401, 409),
 )
