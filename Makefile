@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps demo serve test test-docker lint soak bench bench-quick clean
+.PHONY: install system-deps demo serve test test-fast test-docker lint soak bench bench-quick clean
 
 install: $(VENV)/.installed
 
@@ -26,14 +26,18 @@ serve: demo
 	$(BIN)/python -m service --model-store $(STORE) --host $(HOST) --port $(PORT)
 
 lint: install
-	$(BIN)/ruff check service tests bench
-	$(BIN)/ruff format --check service tests bench
+	$(BIN)/ruff check service tests bench scripts
+	$(BIN)/ruff format --check service tests bench scripts
 
 system-deps:
 	scripts/system-deps.sh
 
 test: install system-deps lint
 	$(BIN)/python -m pytest -m "not docker" $(PYTEST_ARGS)
+
+## The inner loop: in-process unit tests only (no server process, no training run).
+test-fast: install
+	$(BIN)/python -m pytest tests/unit -m "not slow" -q $(PYTEST_ARGS)
 
 # A local folder of wheels served to the image build (optional; speeds up the torch install).
 OCLIP_DOCKER_WHEELS ?= $(wildcard /opt/pypi-more/files)

@@ -22,6 +22,9 @@ from service.logs import configure_logging
 
 log = logging.getLogger("service")
 FINAL_CLOSE_S = 5  # after the drain: longest wait for the last responses to be written
+# After the last request from before the signal is answered, keep the listener open this
+# long: its client's next request then gets a 503 rather than a reset from a closing socket.
+LINGER_S = 0.5
 
 
 def parse_overrides(argv: list[str] | None = None) -> dict[str, Any]:
@@ -53,6 +56,7 @@ class GracefulServer(uvicorn.Server):
         self.in_flight: InFlight = app.state.in_flight
         self.settings = settings
         self.exit_signal: int | None = None
+        self.drained_at: float | None = None
         self.reload_requested = False
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
@@ -73,7 +77,11 @@ class GracefulServer(uvicorn.Server):
                 log.info("signal %s: draining %d requests", self.exit_signal, self.in_flight.count)
             drain_started = self.host.drain_started or 0.0
             elapsed = time.monotonic() - drain_started
-            drained = self.in_flight.arrived_before(drain_started) == 0
+            if self.in_flight.arrived_before(drain_started) > 0:
+                self.drained_at = None
+            elif self.drained_at is None:
+                self.drained_at = time.monotonic()
+            drained = self.drained_at is not None and time.monotonic() - self.drained_at >= LINGER_S
             if (drained and elapsed >= self.settings.shutdown_delay_s) or (
                 elapsed >= self.settings.shutdown_grace_s
             ):

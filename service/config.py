@@ -21,6 +21,12 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OCLIP_", extra="ignore")
 
     model_store: Path = Field(Path("model_store"), description="Registry folder to serve.")
+    strict_registry: bool = Field(
+        False,
+        description="All or nothing: any task whose active version cannot be loaded stops "
+        "the whole load. Off: such a task fails alone (503 for it, named on /readyz and "
+        "in oclip_task_load_failed) and the others serve.",
+    )
     host: str = Field("127.0.0.1", description="Interface to bind.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port.")
     device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'.")
@@ -131,10 +137,12 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = Field("json", description="Log line format.")
 
     def load_api_keys(self) -> list[str]:
+        """Keys from the setting and the file; in the file, blank lines and lines whose
+        first non-blank character is ``#`` are skipped (an indented comment is no key)."""
         keys = [k.strip() for k in self.api_keys.split(",") if k.strip()]
         if self.api_keys_file is not None:
-            lines = self.api_keys_file.read_text().splitlines()
-            keys += [k.strip() for k in lines if k.strip() and not k.startswith("#")]
+            lines = (line.strip() for line in self.api_keys_file.read_text().splitlines())
+            keys += [line for line in lines if line and not line.startswith("#")]
         return keys
 
     def admin_keys(self) -> list[str]:

@@ -92,3 +92,8 @@ TASK_CALIBRATED = Gauge(
     "1 when the served task version carries a calibration (temperature + interval mass).",
     ["task"],
 )
+TASK_LOAD_FAILED = Gauge(
+    f"{PREFIX}_task_load_failed",
+    "1 for each task whose active version could not be loaded (the others still serve).",
+    ["task"],
+)

@@ -27,17 +27,29 @@ async def hammer(
     seconds: float,
     stop_on_status: int | None = None,
     headers: dict[str, str] | None = None,
+    fresh_connections: bool = False,
+    stop: asyncio.Event | None = None,
 ) -> Outcome:
     """``clients`` loops posting ``files`` for ``seconds``; a loop ends early on
-    ``stop_on_status`` (a polite client backing off) or when the server is gone."""
+    ``stop_on_status`` (a polite client backing off) or when the server is gone. With
+    ``fresh_connections`` every request opens a new connection, else each loop keeps one
+    alive. ``stop``, when set, ends every loop early. Any transport error other than a
+    refused connection is recorded: an accepted request that got neither an answer nor a
+    clean refusal (e.g. a reset)."""
     outcome = Outcome()
     deadline = time.monotonic() + seconds
 
+    async def post(client: httpx.AsyncClient) -> httpx.Response:
+        if not fresh_connections:
+            return await client.post("/v1/age/predict", files=files, headers=headers)
+        async with httpx.AsyncClient(base_url=url, timeout=60) as once:
+            return await once.post("/v1/age/predict", files=files, headers=headers)
+
     async def loop(client: httpx.AsyncClient) -> None:
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
             start, sent = time.perf_counter(), time.monotonic()
             try:
-                response = await client.post("/v1/age/predict", files=files, headers=headers)
+                response = await post(client)
             except httpx.ConnectError:
                 return  # nothing listens any more: not an accepted request
             except httpx.HTTPError as exc:

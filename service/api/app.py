@@ -24,7 +24,8 @@ def create_app(settings: Settings | None = None, host: EngineHost | None = None)
     settings = settings or Settings()
     if host is None:
         engine_config = settings.engine_config()
-        host = EngineHost(lambda: load_engine(settings.model_store, engine_config))
+        strict = settings.strict_registry
+        host = EngineHost(lambda: load_engine(settings.model_store, engine_config, strict))
     serving = host
 
     @asynccontextmanager

@@ -37,11 +37,21 @@ async def get_images(request: Request) -> list[NamedImage]:
 
 
 async def check_task(task: str, request: Request) -> str:
-    """Refuse an unknown task before its upload is read (the engine re-checks on lease)."""
+    """Refuse an unknown task, or a full encoder, before the upload is read (the engine
+    checks again when the request is admitted for real)."""
     host: EngineHost = request.app.state.host
     if host.engine is not None:
-        host.engine.task(task)
+        host.engine.check_admission([task])
     return task
+
+
+async def check_capacity(request: Request) -> None:
+    """For multi-task predict: refuse before the upload is read when every encoder the
+    request could use is past the target wait."""
+    host: EngineHost = request.app.state.host
+    engine = host.engine
+    if engine is not None:
+        engine.check_admission(list(engine.tasks))
 
 
 async def get_engine(request: Request) -> AsyncIterator[InferenceEngine]:
@@ -81,6 +91,7 @@ async def require_admin_key(request: Request) -> None:
 HostDep = Annotated[EngineHost, Depends(get_host)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 TaskDep = Annotated[str, Depends(check_task)]
+CapacityChecked = Depends(check_capacity)
 ImagesDep = Annotated[list[NamedImage], Depends(get_images)]
 EngineDep = Annotated[InferenceEngine, Depends(get_engine)]
 Authenticated = Depends(require_api_key)

@@ -149,24 +149,33 @@ class MicroBatcher:
         """Admit ``count`` images now or refuse at once. An idle encoder always admits (a
         big request on a slow machine is slow, not refused); a busy one admits while the
         queue would drain within the target wait and holds fewer than ``max_queued``."""
+        with self._lock:
+            self._check(count)
+            self._pending += count
+        return Reservation(self, count)
+
+    def check(self, count: int = 1) -> None:
+        """Raise what :meth:`reserve` would, without reserving: lets a request be refused
+        before its body is read, so a flood of uploads costs little."""
+        with self._lock:
+            self._check(count)
+
+    def _check(self, count: int) -> None:
         if self._stopped:
             raise ShuttingDown()
         if count > self.max_queued:
             raise TooManyImages(
                 f"{count} images can never fit the encoder queue of {self.max_queued}"
             )
-        with self._lock:
-            pending = self._pending
-            wait = (pending + count) / self._rate if self._rate > 0 else 0.0
-            if pending and (pending + count > self.max_queued or wait > self.target_wait_s):
-                drain_s = pending / self._rate if self._rate > 0 else 1.0
-                raise Overloaded(
-                    f"{pending} images are ahead (about {drain_s:.1f} s of work at "
-                    f"{self._rate:.1f} img/s; target wait {self.target_wait_s:g} s); retry later",
-                    headers=retry_after(drain_s),
-                )
-            self._pending += count
-        return Reservation(self, count)
+        pending = self._pending
+        wait = (pending + count) / self._rate if self._rate > 0 else 0.0
+        if pending and (pending + count > self.max_queued or wait > self.target_wait_s):
+            drain_s = pending / self._rate if self._rate > 0 else 1.0
+            raise Overloaded(
+                f"{pending} images are ahead (about {drain_s:.1f} s of work at "
+                f"{self._rate:.1f} img/s; target wait {self.target_wait_s:g} s); retry later",
+                headers=retry_after(drain_s),
+            )
 
     def _forget(self, count: int) -> None:
         with self._lock:

@@ -23,7 +23,7 @@ from service.engine.pre import PreStage
 from service.engine.preprocess import Preprocessor
 from service.engine.results import ImageResult, TaskPrediction
 from service.engine.vision import VisionTower
-from service.errors import DeadlineExceeded, UnknownTask
+from service.errors import DeadlineExceeded, NotReady, UnknownTask, retry_after
 from service.registry.manifest import BackboneManifest, TaskManifest
 
 
@@ -65,10 +65,12 @@ class InferenceEngine:
         tasks: dict[str, TaskRuntime],
         placement: Placement,
         pre: PreStage,
+        failed_tasks: dict[str, str] | None = None,
     ) -> None:
         self.backbones = backbones
         self.tasks = tasks
         self.placement = placement
+        self.failed_tasks = failed_tasks or {}  # task -> why it could not be loaded
         self._pre = pre
 
     # -- life cycle ----------------------------------------------------------------------
@@ -90,6 +92,11 @@ class InferenceEngine:
         try:
             return self.tasks[name]
         except KeyError:
+            if name in self.failed_tasks:
+                raise NotReady(
+                    f"task {name!r} failed to load: {self.failed_tasks[name]}",
+                    headers=retry_after(30),
+                ) from None
             raise UnknownTask(
                 f"unknown task {name!r}; served tasks: {', '.join(sorted(self.tasks))}"
             ) from None
@@ -97,6 +104,11 @@ class InferenceEngine:
     def describe(self, name: str) -> tuple[TaskManifest, BackboneManifest]:
         task = self.task(name)
         return task.manifest, self.backbones[task.manifest.backbone].manifest
+
+    def check_admission(self, task_names: Sequence[str]) -> None:
+        """Refuse now (429) if the tasks' encoders are already past the target wait."""
+        for backbone_id in {self.task(name).manifest.backbone for name in task_names}:
+            self.backbones[backbone_id].batcher.check()
 
     # -- predict -------------------------------------------------------------------------
     async def predict(

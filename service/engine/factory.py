@@ -64,7 +64,9 @@ def build_engine(snapshot: RegistrySnapshot, config: EngineConfig) -> InferenceE
     tasks = {
         name: TaskRuntime(loaded, config.interval_level) for name, loaded in snapshot.tasks.items()
     }
-    engine = InferenceEngine(backbones, tasks, placement, PreStage(config.preprocess_workers))
+    engine = InferenceEngine(
+        backbones, tasks, placement, PreStage(config.preprocess_workers), snapshot.failed
+    )
     with ExitStack() as cleanup:
         cleanup.callback(engine.stop)
         engine.start(calibrate_batch_size=config.max_batch_size == 0)
@@ -72,10 +74,14 @@ def build_engine(snapshot: RegistrySnapshot, config: EngineConfig) -> InferenceE
     return engine
 
 
-def load_engine(store_root: Path, config: EngineConfig) -> InferenceEngine:
-    """Registry folder -> verified artifacts -> a running engine, timed and logged."""
+def load_engine(store_root: Path, config: EngineConfig, strict: bool = True) -> InferenceEngine:
+    """Registry folder -> verified artifacts -> a running engine, timed and logged. Not
+    ``strict``: a task whose active version is broken fails alone (named in
+    ``engine.failed_tasks``) and the others serve."""
     start = time.perf_counter()
-    snapshot = ModelStore(store_root).load_active()
+    snapshot = ModelStore(store_root).load_active(strict=strict)
+    for task, reason in snapshot.failed.items():
+        log.error("task %s is not served: %s", task, reason)
     engine = build_engine(snapshot, config)
     seconds = time.perf_counter() - start
     metrics.MODEL_LOAD_SECONDS.set(seconds)

@@ -136,6 +136,13 @@ class EngineHost:
                 raise ReloadFailed(
                     f"reload rejected, previous models still served: {message}"
                 ) from exc
+            lost = sorted(set(engine.failed_tasks) & set(self.engine.tasks if self.engine else ()))
+            if lost:  # a reload never takes a working task away
+                _stop_in_background(engine)
+                metrics.RELOADS.labels("failure").inc()
+                reasons = "; ".join(f"{task}: {engine.failed_tasks[task]}" for task in lost)
+                log.error("reload rejected, still serving the previous models: %s", reasons)
+                raise ReloadFailed(f"reload rejected, previous models still served: {reasons}")
             self._swap_in(engine)
             metrics.RELOADS.labels("success").inc()
             return engine
@@ -166,6 +173,9 @@ def _publish(engine: InferenceEngine) -> None:
     """Point the served-model gauges at ``engine`` (and so release the previous one)."""
     metrics.MODEL_INFO.clear()
     metrics.TASK_CALIBRATED.clear()
+    metrics.TASK_LOAD_FAILED.clear()
+    for task in engine.failed_tasks:
+        metrics.TASK_LOAD_FAILED.labels(task).set(1)
     for backbone_id, runtime in engine.backbones.items():
         batcher = runtime.batcher
         metrics.MAX_BATCH_SIZE.labels(backbone_id).set(batcher.max_batch_size)

@@ -19,13 +19,23 @@ class Summary:
     probabilities: np.ndarray  # R, float64, sums to 1
 
 
+def rank_logits(
+    features: torch.Tensor, prototypes: torch.Tensor, logit_scale: float | torch.Tensor
+) -> torch.Tensor:
+    """s * cos(image, prototype_r), in float32. N x D, R x D -> N x R.
+
+    The trainer's loss and validation use this too, so training optimises exactly what
+    the server computes. ``prototypes`` are L2-normalised (the registry stores them so).
+    """
+    image = torch.nn.functional.normalize(features.float(), dim=-1)
+    return logit_scale * image @ prototypes.float().T
+
+
 def rank_probabilities(
-    features: torch.Tensor, prototypes: torch.Tensor, logit_scale: float
+    features: torch.Tensor, prototypes: torch.Tensor, logit_scale: float | torch.Tensor
 ) -> torch.Tensor:
     """softmax(s * cos(image, prototype_r)) over ranks, in float32. N x D, R x D -> N x R."""
-    image = torch.nn.functional.normalize(features.float(), dim=-1)
-    logits = logit_scale * image @ prototypes.float().T
-    return torch.softmax(logits, dim=-1)
+    return torch.softmax(rank_logits(features, prototypes, logit_scale), dim=-1)
 
 
 def quantile(cdf: np.ndarray, values: np.ndarray, q: float) -> float:

@@ -12,6 +12,8 @@ FORMAT_VERSION = 1
 class WeightsSource(BaseModel):
     """Where a backbone's weights came from: an open_clip pretrained tag, a file, or random."""
 
+    model_config = ConfigDict(allow_inf_nan=False)
+
     kind: Literal["pretrained", "random", "fine-tuned"]
     tag: str | None = None
     seed: int | None = None
@@ -20,6 +22,8 @@ class WeightsSource(BaseModel):
 
 class Preprocess(BaseModel):
     """open_clip's eval transform settings; they travel with the backbone."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
 
     image_size: int = Field(gt=0)
     mean: tuple[float, float, float]
@@ -31,7 +35,8 @@ class Preprocess(BaseModel):
 class BackboneManifest(BaseModel):
     """A CLIP vision tower: ``visual.safetensors`` plus this manifest."""
 
-    model_config = ConfigDict(extra="forbid")
+    # No NaN or infinity in any number a prediction uses (values, logit_scale, mean, std).
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     format_version: int = FORMAT_VERSION
     kind: Literal["backbone"] = "backbone"
@@ -72,7 +77,8 @@ class Calibration(BaseModel):
 class TaskManifest(BaseModel):
     """An ordinal task: ``prototypes.safetensors`` (R x D, L2-normalised) plus this manifest."""
 
-    model_config = ConfigDict(extra="forbid")
+    # No NaN or infinity in any number a prediction uses (values, logit_scale, mean, std).
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     format_version: int = FORMAT_VERSION
     kind: Literal["task"] = "task"

@@ -11,32 +11,36 @@ Served artifacts are safetensors + JSON only: nothing here unpickles.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-import shutil
-import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
-from pydantic import BaseModel, ValidationError
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from service.errors import ArtifactError
+from service.registry.files import (
+    MANIFEST,
+    atomic_dir,
+    atomic_text,
+    load_verified,
+    read_manifest,
+    require_finite,
+    save_tensors,
+    sha256_of,
+    staging_dir,
+    utc_now,
+    write_json,
+)
 from service.registry.manifest import BackboneManifest, TaskManifest
 
-MANIFEST = "manifest.json"
+__all__ = ["LoadedBackbone", "LoadedTask", "ModelStore", "RegistrySnapshot", "utc_now"]
+
 VISUAL_FILE = "visual.safetensors"
 PROTOTYPES_FILE = "prototypes.safetensors"
 PROTOTYPES_KEY = "prototypes"
 ACTIVE_POINTER = "ACTIVE"
-
-M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -53,58 +57,14 @@ class LoadedTask:
 
 @dataclass(frozen=True)
 class RegistrySnapshot:
-    """Everything the server needs, loaded and verified, keyed by id / task name."""
+    """Everything the server needs, loaded and verified, keyed by id / task name.
+
+    ``failed`` maps each task that could not be loaded (lenient loading only) to why.
+    """
 
     backbones: dict[str, LoadedBackbone]
     tasks: dict[str, LoadedTask]
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _write_json(path: Path, model: BaseModel) -> None:
-    path.write_text(model.model_dump_json(indent=2) + "\n")
-
-
-def _read_manifest(folder: Path, model: type[M]) -> M:
-    path = folder / MANIFEST
-    if not path.is_file():
-        raise ArtifactError(f"missing manifest: {path}")
-    try:
-        return model.model_validate_json(path.read_text())
-    except (ValidationError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"invalid manifest {path}: {exc}") from exc
-
-
-def _load_verified(folder: Path, files: dict[str, str], name: str) -> dict[str, torch.Tensor]:
-    """Check every listed file's sha256, then load the safetensors file ``name``."""
-    if name not in files:
-        raise ArtifactError(f"{folder / MANIFEST} does not list {name}")
-    for file_name, expected in files.items():
-        path = folder / file_name
-        if not path.is_file():
-            raise ArtifactError(f"missing artifact file: {path}")
-        actual = sha256_of(path)
-        if actual != expected:
-            raise ArtifactError(
-                f"checksum mismatch for {path}: manifest says {expected[:12]}…, "
-                f"file has {actual[:12]}…"
-            )
-    try:
-        # Copied out of the memory map: a file changed in place under a running server
-        # must not turn into SIGBUS on the next forward pass.
-        return {key: tensor.clone() for key, tensor in load_file(folder / name).items()}
-    except SafetensorError as exc:
-        raise ArtifactError(f"unreadable safetensors file {folder / name}: {exc}") from exc
+    failed: dict[str, str] = field(default_factory=dict)
 
 
 class ModelStore:
@@ -146,19 +106,19 @@ class ModelStore:
 
     def load_backbone(self, backbone_id: str) -> LoadedBackbone:
         folder = self.backbone_dir(backbone_id)
-        manifest = _read_manifest(folder, BackboneManifest)
+        manifest = read_manifest(folder, BackboneManifest)
         if manifest.id != backbone_id:
             raise ArtifactError(f"{folder / MANIFEST} names backbone {manifest.id!r}")
-        state_dict = _load_verified(folder, manifest.files, VISUAL_FILE)
+        state_dict = load_verified(folder, manifest.files, VISUAL_FILE)
         return LoadedBackbone(manifest, state_dict)
 
     def load_task(self, task: str, version: str | None = None) -> LoadedTask:
         version = version or self.active_version(task)
         folder = self.version_dir(task, version)
-        manifest = _read_manifest(folder, TaskManifest)
+        manifest = read_manifest(folder, TaskManifest)
         if (manifest.task, manifest.version) != (task, version):
             raise ArtifactError(f"{folder / MANIFEST} describes {manifest.task}/{manifest.version}")
-        tensors = _load_verified(folder, manifest.files, PROTOTYPES_FILE)
+        tensors = load_verified(folder, manifest.files, PROTOTYPES_FILE)
         prototypes = tensors.get(PROTOTYPES_KEY)
         if prototypes is None or prototypes.ndim != 2:
             raise ArtifactError(f"{folder / PROTOTYPES_FILE} has no 2-D '{PROTOTYPES_KEY}' tensor")
@@ -169,41 +129,90 @@ class ModelStore:
             )
         return LoadedTask(manifest, prototypes.float())
 
-    def load_active(self) -> RegistrySnapshot:
-        """Load and verify every task's active version and the backbones they use."""
-        tasks = {name: self.load_task(name) for name in self.task_names()}
-        if not tasks:
-            raise ArtifactError(f"no tasks with an active version under {self.root / 'tasks'}")
+    def load_active(self, *, strict: bool = True) -> RegistrySnapshot:
+        """Load and verify every task's active version and the backbones they use.
+
+        ``strict``: the first broken task or backbone raises, and nothing is served.
+        Otherwise a broken task fails alone: it is left out and named in
+        ``RegistrySnapshot.failed`` with the reason, and the others load. With no task
+        left to serve, both modes raise.
+        """
+        tasks: dict[str, LoadedTask] = {}
+        failed: dict[str, str] = {}
         backbones: dict[str, LoadedBackbone] = {}
-        for loaded in tasks.values():
-            backbone_id = loaded.manifest.backbone
-            if backbone_id not in backbones:
+        broken: dict[str, str] = {}  # backbone id -> why, so a bad backbone is read once
+        for name in self.task_names():
+            try:
+                loaded = self.load_task(name)
+                self._attach_backbone(loaded, backbones, broken)
+            except (ArtifactError, OSError) as exc:
+                if strict:
+                    raise
+                failed[name] = str(exc)
+                continue
+            tasks[name] = loaded
+        if not tasks:
+            reasons = "".join(f"; {task}: {why}" for task, why in failed.items())
+            raise ArtifactError(
+                f"no tasks with a loadable active version under {self.root / 'tasks'}{reasons}"
+            )
+        return RegistrySnapshot(backbones, tasks, failed)
+
+    def _attach_backbone(
+        self,
+        loaded: LoadedTask,
+        backbones: dict[str, LoadedBackbone],
+        broken: dict[str, str],
+    ) -> None:
+        """Load ``loaded``'s backbone once into ``backbones`` and check the dimensions."""
+        backbone_id = loaded.manifest.backbone
+        if backbone_id in broken:
+            raise ArtifactError(broken[backbone_id])
+        if backbone_id not in backbones:
+            try:
                 backbones[backbone_id] = self.load_backbone(backbone_id)
-            dim = backbones[backbone_id].manifest.embed_dim
-            if loaded.prototypes.shape[1] != dim:
-                raise ArtifactError(
-                    f"task {loaded.manifest.task} prototypes are {loaded.prototypes.shape[1]}-d, "
-                    f"backbone {backbone_id} embeds to {dim}-d"
-                )
-        return RegistrySnapshot(backbones, tasks)
+            except (ArtifactError, OSError) as exc:
+                broken[backbone_id] = f"backbone {backbone_id}: {exc}"
+                raise
+        dim = backbones[backbone_id].manifest.embed_dim
+        if loaded.prototypes.shape[1] != dim:
+            raise ArtifactError(
+                f"task {loaded.manifest.task} prototypes are {loaded.prototypes.shape[1]}-d, "
+                f"backbone {backbone_id} embeds to {dim}-d"
+            )
 
     # -- writing -------------------------------------------------------------------------
     def write_backbone(
         self, manifest: BackboneManifest, state_dict: dict[str, torch.Tensor]
-    ) -> Path:
-        """Write a backbone unless one with the same id exists (ids name immutable weights)."""
-        target = self.backbone_dir(manifest.id)
-        if (target / MANIFEST).is_file():
-            return target
+    ) -> BackboneManifest:
+        """Write a backbone and return the manifest it is stored under.
 
-        def fill(folder: Path) -> None:
-            tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
-            save_file(tensors, folder / VISUAL_FILE)
-            files = {VISUAL_FILE: sha256_of(folder / VISUAL_FILE)}
-            _write_json(folder / MANIFEST, manifest.model_copy(update={"files": files}))
-
-        _atomic_dir(target, fill)
-        return target
+        An id names immutable weights. When ``manifest.id`` already holds these exact
+        weights (same sha256) it is reused. When it holds other weights (a checkpoint
+        changed in place, another torch's random init) these go under a new id,
+        ``<id>-<first 12 hex digits of their sha256>``, and never over the old ones:
+        callers must use the returned manifest's id.
+        """
+        tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+        require_finite(tensors, self.backbone_dir(manifest.id) / VISUAL_FILE)
+        with staging_dir(self.root / "backbones", manifest.id) as staging:
+            save_tensors(tensors, staging / VISUAL_FILE)
+            digest = sha256_of(staging / VISUAL_FILE)
+            for backbone_id in (manifest.id, f"{manifest.id}-{digest[:12]}"):
+                target = self.backbone_dir(backbone_id)
+                if not (target / MANIFEST).is_file():
+                    final = manifest.model_copy(
+                        update={"id": backbone_id, "files": {VISUAL_FILE: digest}}
+                    )
+                    write_json(staging / MANIFEST, final)
+                    os.rename(staging, target)
+                    return final
+                existing = read_manifest(target, BackboneManifest)
+                if existing.files.get(VISUAL_FILE) == digest:
+                    return existing
+        raise ArtifactError(
+            f"backbones {manifest.id} and {manifest.id}-{digest[:12]} both hold other weights"
+        )
 
     def write_task_version(
         self, manifest: TaskManifest, prototypes: torch.Tensor, *, activate: bool = True
@@ -211,24 +220,25 @@ class ModelStore:
         """Write a new version folder (version taken from the manifest, or the next ``vN``)."""
         if prototypes.shape != (manifest.num_ranks, prototypes.shape[1]):
             raise ValueError(f"prototypes {tuple(prototypes.shape)} for {manifest.num_ranks} ranks")
+        target = self.version_dir(manifest.task, manifest.version)
+        require_finite({PROTOTYPES_KEY: prototypes.detach()}, target / PROTOTYPES_FILE)
         if not (self.backbone_dir(manifest.backbone) / MANIFEST).is_file():
             raise ArtifactError(f"backbone {manifest.backbone!r} is not in {self.root}")
         version = manifest.version
-        target = self.version_dir(manifest.task, version)
         if target.exists():
             raise ArtifactError(f"{manifest.task} version {version} already exists")
         normalised = torch.nn.functional.normalize(prototypes.detach().float().cpu(), dim=-1)
 
         def fill(folder: Path) -> None:
-            save_file({PROTOTYPES_KEY: normalised.contiguous()}, folder / PROTOTYPES_FILE)
+            save_tensors({PROTOTYPES_KEY: normalised.contiguous()}, folder / PROTOTYPES_FILE)
             files = {PROTOTYPES_FILE: sha256_of(folder / PROTOTYPES_FILE)}
             final = manifest.model_copy(update={"files": files, "version": version})
-            _write_json(folder / MANIFEST, final)
+            write_json(folder / MANIFEST, final)
 
-        _atomic_dir(target, fill)
+        atomic_dir(target, fill)
         if activate:
             self.activate(manifest.task, version)
-        return _read_manifest(target, TaskManifest)
+        return read_manifest(target, TaskManifest)
 
     def publish_task(
         self, prototypes: torch.Tensor, *, activate: bool = True, **fields: Any
@@ -249,23 +259,7 @@ class ModelStore:
     def activate(self, task: str, version: str) -> None:
         """Point ``task`` at ``version`` with one atomic rename; readers see old or new."""
         self.load_task(task, version)  # refuse to activate something that does not load
-        folder = self.task_dir(task)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".ACTIVE.")
-        with os.fdopen(fd, "w") as handle:
-            handle.write(version + "\n")
-        os.replace(tmp, folder / ACTIVE_POINTER)
-
-
-def _atomic_dir(target: Path, fill: Callable[[Path], None]) -> None:
-    """Build a folder under a temporary name beside ``target``, then rename it into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-    try:
-        fill(staging)
-        os.rename(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        atomic_text(self.task_dir(task) / ACTIVE_POINTER, version + "\n")
 
 
 def _natural(name: str) -> tuple[int, str]:

@@ -71,12 +71,12 @@ def backbone_id(built: BuiltClip) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{built.architecture}-{source}")
 
 
-def backbone_manifest(built: BuiltClip, *, backbone: str | None = None) -> BackboneManifest:
+def backbone_manifest(built: BuiltClip) -> BackboneManifest:
     cfg = built.preprocess
     size = cfg.size if isinstance(cfg.size, int) else int(cfg.size[0])
     vision_cfg = built.config["vision_cfg"]
     return BackboneManifest(
-        id=backbone or backbone_id(built),
+        id=backbone_id(built),
         architecture=built.architecture,
         embed_dim=built.config["embed_dim"],
         vision_cfg=dict(vision_cfg) if isinstance(vision_cfg, dict) else asdict(vision_cfg),

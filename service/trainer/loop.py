@@ -14,18 +14,19 @@ import numpy as np
 import torch
 from open_clip.transform import image_transform
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+from torch.utils.data import DataLoader, DistributedSampler
 from torchvision import transforms
 from tqdm import tqdm
 
+from service.engine.matching import rank_logits
 from service.trainer.architectures import BuiltClip, build_clip
 from service.trainer.config import TrainConfig
 from service.trainer.crop import crop_samples
 from service.trainer.data import ImageDataset, RankScale, few_shot, read_samples
 from service.trainer.distributed import DistContext, gather, init_distributed, shutdown
 from service.trainer.losses import ordinal_clip_loss
-from service.trainer.metrics import ordinal_metrics, ordinality
 from service.trainer.model import OrdinalClip
+from service.trainer.validation import encode_all, validate
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
@@ -64,38 +65,6 @@ def train_transform(size: int, mean: tuple[float, ...], std: tuple[float, ...]) 
     )
 
 
-@torch.no_grad()
-def encode_all(model: OrdinalClip, dataset: ImageDataset, device: torch.device) -> TensorDataset:
-    loader = DataLoader(dataset, batch_size=64)
-    features, labels = [], []
-    for pixels, rank in tqdm(loader, desc="caching image features", leave=False):
-        features.append(model.encode_images(pixels.to(device)).cpu())
-        labels.append(rank)
-    return TensorDataset(torch.cat(features), torch.cat(labels))
-
-
-@torch.no_grad()
-def validate(
-    model: OrdinalClip, loader: DataLoader, cached: bool, device: torch.device, values: np.ndarray
-) -> dict[str, float]:
-    model.eval()
-    prototypes = model.prototypes()
-    probabilities, labels = [], []
-    for inputs, rank in loader:
-        image = (
-            torch.nn.functional.normalize(inputs.to(device), dim=-1)
-            if cached
-            else model.encode_images(inputs.to(device))
-        )
-        probabilities.append(torch.softmax(model.logit_scale * image @ prototypes.T, dim=-1).cpu())
-        labels.append(rank)
-    metrics = ordinal_metrics(
-        torch.cat(probabilities).double().numpy(), torch.cat(labels).numpy(), values
-    )
-    metrics["ordinality"] = ordinality(prototypes.cpu())
-    return metrics
-
-
 def cosine_with_warmup(
     optimizer: torch.optim.Optimizer, warmup: int, total: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
@@ -113,9 +82,10 @@ def make_optimizer(config: TrainConfig, params: list[torch.nn.Parameter]) -> tor
     return kind(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def resolve_device(name: str, context_local_rank: int = 0) -> torch.device:
+def resolve_device(name: str) -> torch.device:
+    """``auto``: the first GPU if any (``fit`` moves each torchrun process to its own)."""
     if name == "auto":
-        return torch.device(f"cuda:{context_local_rank}" if torch.cuda.is_available() else "cpu")
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
 
 
@@ -138,13 +108,9 @@ def fit(config: TrainConfig) -> FitResult:
         device = torch.device(f"cuda:{context.local_rank}")
     seed_everything(config.seed)
     try:
-        return _fit(config, context, device)
+        return Trainer(config, context, device).run()
     finally:
         shutdown(context)
-
-
-def _fit(config: TrainConfig, context: DistContext, device: torch.device) -> FitResult:
-    return Trainer(config, context, device).run()
 
 
 @dataclass
@@ -292,7 +258,7 @@ class Trainer:
             image, prototypes = self.wrapped(inputs, features=self.cached)
             # The loss sees the global batch: its text->image KL is over the whole batch.
             image, labels = gather(image, self.context), gather(labels, self.context)
-            logits = self.model.logit_scale * image.float() @ prototypes.float().T
+            logits = rank_logits(image, prototypes, self.model.logit_scale)
             loss, parts = ordinal_clip_loss(logits, labels, config.ce_weight, config.kl_weight)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()

@@ -24,7 +24,11 @@ def interpolation_weights(num_ranks: int, num_base_ranks: int, kind: Interpolati
     if not 1 <= num_base_ranks <= num_ranks:
         raise ValueError(f"need 1 <= num_base_ranks ({num_base_ranks}) <= num_ranks ({num_ranks})")
     ranks = torch.arange(num_ranks, dtype=torch.float64)[:, None]
-    base_positions = torch.linspace(0, num_ranks - 1, num_base_ranks, dtype=torch.float64)[None]
+    if num_base_ranks == 1:  # as the reference: one base in the middle, every weight 1
+        base_positions = torch.full((1, 1), (num_ranks - 1) / 2, dtype=torch.float64)
+    else:
+        base_positions = torch.linspace(0, num_ranks - 1, num_base_ranks, dtype=torch.float64)
+        base_positions = base_positions[None]
     distance = (ranks - base_positions).abs()
     if kind == "linear":
         weights = 1 - distance / max(num_ranks - 1, 1)

@@ -38,11 +38,11 @@ def publish_trained(
                 "weights": WeightsSource(kind="fine-tuned", note=f"from {manifest.id}"),
             }
         )
-    store.write_backbone(manifest, visual_state)
+    stored = store.write_backbone(manifest, visual_state)
     return store.publish_task(
         prototypes,
         task=config.task,
-        backbone=manifest.id,
+        backbone=stored.id,
         values=scale.values,
         labels=scale.labels,
         unit=config.unit,

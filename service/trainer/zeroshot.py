@@ -32,8 +32,7 @@ def publish_zeroshot(
     store: ModelStore, built: BuiltClip, specs: list[TaskSpec], producer: str
 ) -> list[TaskManifest]:
     """Write the backbone (once) and one new active version per task."""
-    backbone = backbone_manifest(built)
-    store.write_backbone(backbone, built.model.visual.state_dict())
+    backbone = store.write_backbone(backbone_manifest(built), built.model.visual.state_dict())
     logit_scale = float(built.model.logit_scale.exp().item())
     published = []
     for spec in specs:

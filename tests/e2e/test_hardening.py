@@ -77,7 +77,11 @@ def test_deadline_answers_504(tiny_store: Path, tmp_path: Path) -> None:
 def test_api_keys(tiny_store: Path, tmp_path: Path) -> None:
     key_file = tmp_path / "keys"
     key_file.write_text("# rotated 2026-11\nfile-key-3\n")
-    env = {"OCLIP_API_KEYS": "secret-key-1,secret-key-2", "OCLIP_API_KEYS_FILE": str(key_file)}
+    env = {
+        "OCLIP_API_KEYS": "secret-key-1,secret-key-2",
+        "OCLIP_API_KEYS_FILE": str(key_file),
+        "OCLIP_ADMIN_API_KEYS": "admin-key",
+    }
     server = start_server(tiny_store, tmp_path / "log", env)
     files = corpus.part(images.jpeg())
     try:
@@ -94,7 +98,8 @@ def test_api_keys(tiny_store: Path, tmp_path: Path) -> None:
             )
             from_file = client.get("/v1/models", headers={"X-API-Key": "file-key-3"})
             models = client.get("/v1/models")
-            admin = client.post("/admin/reload")
+            admin = client.post("/admin/reload", headers={"X-API-Key": "secret-key-1"})
+            reloaded = client.post("/admin/reload", headers={"X-API-Key": "admin-key"})
             open_routes = [client.get(p).status_code for p in ("/healthz", "/readyz", "/metrics")]
     finally:
         stop_server(server)
@@ -103,6 +108,7 @@ def test_api_keys(tiny_store: Path, tmp_path: Path) -> None:
         assert refused.json()["error"]["code"] == "unauthorized"
         assert refused.headers["www-authenticate"] == "Bearer"
     assert bearer.status_code == header.status_code == from_file.status_code == 200
+    assert reloaded.status_code == 200  # the admin key, not a client key, opens /admin
     assert open_routes == [200, 200, 200]
     log = server.log_text()
-    assert "secret-key" not in log and "file-key" not in log
+    assert "secret-key" not in log and "file-key" not in log and "admin-key" not in log

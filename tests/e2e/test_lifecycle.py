@@ -36,13 +36,23 @@ def publish_age_version(store: ModelStore, seed: int, activate: bool = True) -> 
     return store.write_task_version(manifest, prototypes, activate=activate).version
 
 
+ADMIN = {"OCLIP_ADMIN_API_KEYS": "operator-key"}
+ADMIN_HEADERS = {"X-API-Key": "operator-key"}
+
+
+@pytest.mark.parametrize("connections", ["keep-alive", "fresh"])
 def test_sigterm_under_load_answers_every_accepted_request(
-    store: ModelStore, tmp_path: Path
+    store: ModelStore, tmp_path: Path, connections: str
 ) -> None:
-    server = start_server(store.root, tmp_path / "log", {"OCLIP_SHUTDOWN_DELAY_S": "0.5"})
+    """16 clients posting continuously: every request the server accepted gets an answer
+    (200 before the signal, 503 + Retry-After after), none a reset; exit 0."""
+    server = start_server(store.root, tmp_path / "log", {"OCLIP_SHUTDOWN_DELAY_S": "1"})
+    fresh = connections == "fresh"
 
     async def scenario() -> tuple:
-        load = asyncio.ensure_future(hammer(server.url, FILES, 12, 20, stop_on_status=503))
+        load = asyncio.ensure_future(
+            hammer(server.url, FILES, 16, 20, stop_on_status=503, fresh_connections=fresh)
+        )
         await asyncio.sleep(1.5)
         server.process.send_signal(signal.SIGTERM)
         await asyncio.sleep(0.1)
@@ -54,22 +64,25 @@ def test_sigterm_under_load_answers_every_accepted_request(
     exit_code = server.process.wait(timeout=60)
     assert exit_code == 0, server.log_text()[-3000:]
     assert ready.status_code == 503 and ready.json()["status"] == "draining"
-    assert outcome.transport_errors == []  # no accepted request was dropped
+    assert outcome.transport_errors == []  # no accepted request was dropped or reset
     assert set(outcome.statuses) <= {"200", "503"}
-    assert outcome.statuses["200"] > 10
+    assert outcome.statuses["200"] > 0  # 503s come only if a client raced the drain delay
     assert len(set(round(a, 6) for a in outcome.answers)) == 1  # every answer correct
 
 
 def test_reload_under_load_fails_no_request(store: ModelStore, tmp_path: Path) -> None:
-    server = start_server(store.root, tmp_path / "log")
+    server = start_server(store.root, tmp_path / "log", ADMIN)
 
     async def scenario() -> tuple:
-        load = asyncio.ensure_future(hammer(server.url, FILES, 8, 4))
+        stop = asyncio.Event()
+        load = asyncio.ensure_future(hammer(server.url, FILES, 8, 120, stop=stop))
         await asyncio.sleep(1.0)
         publish_age_version(store, seed=1)
         async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
-            reloaded = await client.post("/admin/reload")
+            reloaded = await client.post("/admin/reload", headers=ADMIN_HEADERS)
         swapped_at = time.monotonic()
+        await asyncio.sleep(1.0)  # keep loading past the swap, however long the reload took
+        stop.set()
         return await load, reloaded, swapped_at
 
     try:
@@ -90,14 +103,14 @@ def test_reload_under_load_fails_no_request(store: ModelStore, tmp_path: Path) -
 def test_broken_artifact_is_rejected_and_old_models_keep_serving(
     store: ModelStore, tmp_path: Path
 ) -> None:
-    server = start_server(store.root, tmp_path / "log")
+    server = start_server(store.root, tmp_path / "log", ADMIN)
     try:
         broken = publish_age_version(store, seed=2, activate=False)
         path = store.version_dir("age", broken) / PROTOTYPES_FILE
         path.write_bytes(path.read_bytes()[:-4] + b"\0\0\0\0")
         (store.task_dir("age") / ACTIVE_POINTER).write_text(broken + "\n")  # bypass the checks
         with server.client() as client:
-            refused = client.post("/admin/reload")
+            refused = client.post("/admin/reload", headers=ADMIN_HEADERS)
             still = client.post("/v1/age/predict", files=FILES)
             text = client.get("/metrics").text
     finally:

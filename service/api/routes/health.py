@@ -37,9 +37,13 @@ async def healthz() -> Health:
     },
 )
 async def readyz(state: HostDep) -> JSONResponse:
-    """200 only when every task is loaded and its backbone warmed up."""
-    if state.ready:
-        return JSONResponse(Health(status="ready").model_dump(exclude_none=True))
+    """200 when the served tasks are loaded and their backbones warmed up. A task that
+    failed alone (``OCLIP_STRICT_REGISTRY`` off) is named in ``detail``: the others serve."""
+    if state.ready and state.engine is not None:
+        failed = state.engine.failed_tasks
+        detail = "; ".join(f"task {t} not served: {why}" for t, why in failed.items()) or None
+        body = Health(status="degraded" if failed else "ready", detail=detail)
+        return JSONResponse(body.model_dump(exclude_none=True))
     if state.draining:
         body = Health(status="draining", detail="shutting down; finishing accepted requests")
     else:

@@ -6,7 +6,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from service.api.deps import Authenticated, EngineDep, ImagesDep, SettingsDep, TaskDep
+from service.api.deps import (
+    Authenticated,
+    CapacityChecked,
+    EngineDep,
+    ImagesDep,
+    SettingsDep,
+    TaskDep,
+)
 from service.api.errors import documented
 from service.api.schemas import (
     ImagePredictions,
@@ -62,6 +69,7 @@ async def predict_task(
     response_model=MultiPredictResponse,
     response_model_exclude_none=True,
     responses=ERRORS,
+    dependencies=[CapacityChecked],
 )
 async def predict_tasks(
     images: ImagesDep,
