@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from service import __version__
 from service.api.errors import install_error_handlers
 from service.api.middleware import BodySizeLimitMiddleware, InFlight, RequestContextMiddleware
+from service.api.openapi import install_openapi
 from service.api.routes import admin, health, models, page, predict
 from service.config import Settings
 from service.engine.factory import load_engine
@@ -55,4 +56,5 @@ def create_app(settings: Settings | None = None, host: EngineHost | None = None)
         app.include_router(router)
     if app.state.admin_keys:
         app.include_router(admin.router)
+    install_openapi(app, settings, host)
     return app

@@ -38,13 +38,18 @@ def internal_error_response() -> JSONResponse:
     return error_response(500, INTERNAL_ERROR.code, "internal error; the request was not processed")
 
 
+# Any route can answer these: 405 for another method on its path, 500 for a bug.
+EVERY_ROUTE_STATUSES = (405, 500)
+
+
 def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` for ``statuses``: the one error schema, and every code of the
-    table that answers with that status."""
+    """OpenAPI ``responses`` for ``statuses`` and :data:`EVERY_ROUTE_STATUSES`: the one error
+    schema, and every code of the table that answers with that status. A generated client
+    then parses every error it can receive into the same typed ``ErrorResponse``."""
     from service.api.schemas import ErrorResponse  # schemas import engine types; keep lazy
 
     responses: dict[int | str, dict[str, Any]] = {}
-    for status in sorted(set(statuses)):
+    for status in sorted({*statuses, *EVERY_ROUTE_STATUSES}):
         kinds = [kind for kind in ERROR_TABLE if kind.status == status]
         if not kinds:
             raise ValueError(f"status {status} is in no row of the error table")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
+from typing import Any
 
 from fastapi import Request
+from PIL import Image
 from starlette.datastructures import UploadFile
 
 from service.engine.engine import NamedImage
@@ -18,29 +21,60 @@ from service.errors import (
 
 IMAGE_FIELD = "image"
 RAW_BODY_TYPES = ("image/", "application/octet-stream")
+# The upload form's name in the schema's components, which generated clients name it by.
+UPLOAD_SCHEMA = "ImageUpload"
 
-# Documents the multipart body that the handlers parse themselves (to own limits and errors).
-IMAGE_UPLOAD_OPENAPI = {
-    "requestBody": {
+
+def image_upload_openapi(
+    max_images: int, formats: Iterable[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The OpenAPI ``requestBody`` of the predict routes, which parse their body themselves
+    (to own limits and errors), and the :data:`UPLOAD_SCHEMA` it refers to. Built per app:
+    ``maxItems`` is the configured limit, each part's ``contentType`` lists the configured
+    formats. What no schema can say (that the bytes decode as an image within the size
+    limits) is in the descriptions."""
+    Image.init()
+    accepted = ", ".join(sorted({Image.MIME[name] for name in formats if name in Image.MIME}))
+    form = {
+        "type": "object",
+        "required": [IMAGE_FIELD],
+        "properties": {
+            IMAGE_FIELD: {
+                "type": "array",
+                "items": {"type": "string", "format": "binary"},
+                "minItems": 1,
+                "maxItems": max_images,
+                "description": f"1 to {max_images} image files, one part each, answered in "
+                f"upload order. Formats: {accepted}.",
+            }
+        },
+    }
+    body = {
         "required": True,
+        "description": "Images to predict on. Bytes that do not decode as an accepted format "
+        "are answered with 415 or 422: a schema cannot express that. A raw `image/*` body "
+        "is one image (client generators support only the `multipart/form-data` form).",
         "content": {
             "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": [IMAGE_FIELD],
-                    "properties": {
-                        IMAGE_FIELD: {
-                            "type": "array",
-                            "items": {"type": "string", "format": "binary"},
-                            "description": "One or more images (JPEG, PNG, WebP, GIF, BMP, TIFF)",
-                        }
-                    },
-                }
+                "schema": {"$ref": f"#/components/schemas/{UPLOAD_SCHEMA}"},
+                "encoding": {
+                    IMAGE_FIELD: {
+                        "contentType": accepted,
+                        "headers": {
+                            "Content-Disposition": {
+                                "description": "Each part is a file part: it has a filename "
+                                "(a part without one is a text field, answered with 422).",
+                                "schema": {"type": "string"},
+                                "example": f'form-data; name="{IMAGE_FIELD}"; filename="a.jpg"',
+                            }
+                        },
+                    }
+                },
             },
             "image/*": {"schema": {"type": "string", "format": "binary"}},
         },
     }
-}
+    return body, form
 
 
 async def read_images(request: Request, max_images: int, timeout_s: float) -> list[NamedImage]:

@@ -16,7 +16,12 @@ from service.api.schemas import ModelRef, ReloadResponse
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminAuthenticated])
 
 
-@router.post("/reload", response_model=ReloadResponse, responses=documented(401, 409, 500))
+@router.post(
+    "/reload",
+    operation_id="reload",
+    response_model=ReloadResponse,
+    responses=documented(401, 409),
+)
 async def reload_models(host: HostDep) -> ReloadResponse:
     """Load the registry's active versions, verify checksums and warm up, then swap them in
     atomically. On any failure the previous models keep serving and the answer is 409."""

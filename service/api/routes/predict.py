@@ -22,12 +22,13 @@ from service.api.schemas import (
     Prediction,
     TaskPredictResponse,
 )
-from service.api.uploads import IMAGE_UPLOAD_OPENAPI
 from service.errors import InvalidRequest
 
 router = APIRouter(prefix="/v1", tags=["predict"], dependencies=[Authenticated])
 
 ERRORS = documented(400, 401, 404, 408, 413, 415, 422, 429, 500, 503, 504)
+# At least one name: something other than commas and white space (an empty list is a 422).
+TASK_LIST_PATTERN = r"[^,\s]"
 DistributionFlag = Annotated[
     bool, Query(description="Include the full probability distribution over ranks")
 ]
@@ -43,10 +44,11 @@ FacesFlag = Annotated[
 
 @router.post(
     "/{task}/predict",
+    operation_id="predict",
+    summary="Predict one task",
     response_model=TaskPredictResponse,
     response_model_exclude_none=True,
     responses=ERRORS,
-    openapi_extra=IMAGE_UPLOAD_OPENAPI,
 )
 async def predict_task(
     task: TaskDep,
@@ -73,10 +75,11 @@ async def predict_task(
 
 @router.post(
     "/predict",
+    operation_id="predictTasks",
+    summary="Predict several tasks",
     response_model=MultiPredictResponse,
     response_model_exclude_none=True,
     responses=ERRORS,
-    openapi_extra=IMAGE_UPLOAD_OPENAPI,
     dependencies=[CapacityChecked],
 )
 async def predict_tasks(
@@ -84,7 +87,11 @@ async def predict_tasks(
     engine: EngineDep,
     settings: SettingsDep,
     tasks: Annotated[
-        str | None, Query(description="Comma-separated task names; all served tasks if omitted")
+        str | None,
+        Query(
+            description="Comma-separated task names; all served tasks if omitted",
+            pattern=TASK_LIST_PATTERN,
+        ),
     ] = None,
     distribution: DistributionFlag = True,
     faces: FacesFlag = False,
