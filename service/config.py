@@ -91,6 +91,12 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(
         30.0, gt=0, description="Deadline for one predict request; past it the answer is 504."
     )
+    max_concurrent_uploads: int = Field(
+        32,
+        gt=0,
+        description="Request bodies received at once; past it, 429 before the body is read "
+        "(bounds the memory uploads can hold: this x OCLIP_MAX_UPLOAD_BYTES).",
+    )
     upload_timeout_s: float = Field(
         30.0, gt=0, description="Longest time to receive a request's body; past it, 408."
     )

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service import __version__
+from service.api.deps import UploadSlots
 from service.api.errors import install_error_handlers
 from service.api.middleware import BodySizeLimitMiddleware, InFlight, RequestContextMiddleware
 from service.api.openapi import install_openapi
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None, host: EngineHost | None = None)
     app.state.settings = settings
     app.state.host = host
     app.state.in_flight = InFlight()
+    app.state.upload_slots = UploadSlots(settings.max_concurrent_uploads)
     app.state.api_keys = [key.encode() for key in settings.load_api_keys()]
     app.state.admin_keys = [key.encode() for key in settings.admin_keys()]
     install_error_handlers(app)

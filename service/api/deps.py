@@ -18,7 +18,7 @@ from service.api.uploads import read_images
 from service.config import Settings
 from service.engine.engine import InferenceEngine, NamedImage
 from service.engine.lifecycle import EngineHost
-from service.errors import Unauthorized
+from service.errors import InvalidRequest, Overloaded, Unauthorized, retry_after
 
 
 async def get_host(request: Request) -> EngineHost:
@@ -31,27 +31,58 @@ async def get_settings(request: Request) -> Settings:
     return settings
 
 
+class UploadSlots:
+    """Uploads being received at once; past the limit a request is refused (429) before
+    its body is read, which bounds the memory that slow or large uploads can hold."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.busy = 0
+
+
 async def get_images(request: Request) -> list[NamedImage]:
     settings: Settings = request.app.state.settings
-    return await read_images(request, settings.max_images_per_request, settings.upload_timeout_s)
+    slots: UploadSlots = request.app.state.upload_slots
+    if slots.busy >= slots.limit:
+        raise Overloaded(
+            f"{slots.busy} uploads are being received (limit {slots.limit}); retry shortly",
+            headers=retry_after(1),
+        )
+    slots.busy += 1
+    try:
+        return await read_images(
+            request, settings.max_images_per_request, settings.upload_timeout_s
+        )
+    finally:
+        slots.busy -= 1
+
+
+def _early_checks(request: Request, task_names: list[str] | None) -> None:
+    """Before the body is read: draining (503), unknown tasks (404), encoders already past
+    the target wait (429). The engine checks admission again for real."""
+    host: EngineHost = request.app.state.host
+    host.check_accepting(request.scope["state"].get("arrived"))
+    engine = host.engine
+    if engine is not None:
+        engine.check_admission(list(engine.tasks) if task_names is None else task_names)
 
 
 async def check_task(task: str, request: Request) -> str:
-    """Refuse an unknown task, or a full encoder, before the upload is read (the engine
-    checks again when the request is admitted for real)."""
-    host: EngineHost = request.app.state.host
-    if host.engine is not None:
-        host.engine.check_admission([task])
+    _early_checks(request, [task])
     return task
 
 
 async def check_capacity(request: Request) -> None:
-    """For multi-task predict: refuse before the upload is read when every encoder the
-    request could use is past the target wait."""
-    host: EngineHost = request.app.state.host
-    engine = host.engine
-    if engine is not None:
-        engine.check_admission(list(engine.tasks))
+    """For multi-task predict: the tasks asked in ``?tasks=`` (all when absent)."""
+    raw = request.query_params.get("tasks")
+    _early_checks(request, None if raw is None else parse_task_list(raw))
+
+
+def parse_task_list(raw: str) -> list[str]:
+    names = list(dict.fromkeys(name.strip() for name in raw.split(",") if name.strip()))
+    if not names:
+        raise InvalidRequest("query parameter 'tasks' names no task")
+    return names
 
 
 async def get_engine(request: Request) -> AsyncIterator[InferenceEngine]:
@@ -93,6 +124,8 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 TaskDep = Annotated[str, Depends(check_task)]
 CapacityChecked = Depends(check_capacity)
 ImagesDep = Annotated[list[NamedImage], Depends(get_images)]
-EngineDep = Annotated[InferenceEngine, Depends(get_engine)]
+# scope="function": the lease ends before the response is written, so a client that
+# stops reading its answer cannot pin a retired engine or hold a drain open.
+EngineDep = Annotated[InferenceEngine, Depends(get_engine, scope="function")]
 Authenticated = Depends(require_api_key)
 AdminAuthenticated = Depends(require_admin_key)

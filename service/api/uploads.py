@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import Request
 from PIL import Image
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.engine.engine import NamedImage
 from service.errors import (
@@ -20,6 +21,7 @@ from service.errors import (
 )
 
 IMAGE_FIELD = "image"
+MAX_TEXT_FIELDS = 64
 RAW_BODY_TYPES = ("image/", "application/octet-stream")
 # The upload form's name in the schema's components, which generated clients name it by.
 UPLOAD_SCHEMA = "ImageUpload"
@@ -95,8 +97,15 @@ async def _read_images(request: Request, max_images: int) -> list[NamedImage]:
             f"send multipart/form-data with '{IMAGE_FIELD}' file parts, or a raw image body "
             f"(got content-type {content_type or 'none'!r})"
         )
-    # Starlette's own part limits stay at their defaults; the body-size limit bounds memory.
-    async with request.form() as form:
+    # The parser stops at one file part past the limit (answered 413 below) and at a few
+    # text fields: a flood of tiny parts costs little. The body-size limit bounds memory.
+    try:
+        form = await request.form(max_files=max_images + 1, max_fields=MAX_TEXT_FIELDS)
+    except StarletteHTTPException as exc:
+        if "Too many files" in str(exc.detail):
+            raise TooManyImages(f"more than {max_images} images in one request") from None
+        raise
+    try:
         parts = form.getlist(IMAGE_FIELD)
         if not parts:
             raise NoImage(f"the request has no '{IMAGE_FIELD}' file part")
@@ -108,4 +117,6 @@ async def _read_images(request: Request, max_images: int) -> list[NamedImage]:
                 raise InvalidRequest(f"part '{IMAGE_FIELD}' #{index} is a text field, not a file")
             name = part.filename or f"{IMAGE_FIELD}[{index}]"
             images.append(NamedImage(name=name, data=await part.read()))
+    finally:
+        await form.close()
     return images

@@ -71,9 +71,7 @@ class EngineHost:
         ``arrived`` (time.monotonic()) lets a request that arrived before SIGTERM finish
         on a draining server; one that arrived after is refused with ``shutting_down``.
         """
-        started = self.drain_started
-        if started is not None and (arrived is None or arrived >= started):
-            raise ShuttingDown()
+        self.check_accepting(arrived)
         with self._lock:
             engine = self.engine
             if engine is None:
@@ -88,6 +86,12 @@ class EngineHost:
             yield engine
         finally:
             self._release(engine)
+
+    def check_accepting(self, arrived: float | None) -> None:
+        """Refuse a request that arrived after SIGTERM (call it before reading its body)."""
+        started = self.drain_started
+        if started is not None and (arrived is None or arrived >= started):
+            raise ShuttingDown()
 
     def _release(self, engine: InferenceEngine) -> None:
         with self._lock:
@@ -126,6 +130,8 @@ class EngineHost:
         """
         if self._reload_lock.locked():
             raise ReloadFailed("a reload is already in progress")
+        if self.draining or (self._loader is not None and self._loader.is_alive()):
+            raise ReloadFailed("the service is starting or shutting down; not reloading now")
         async with self._reload_lock:
             try:
                 engine = await asyncio.to_thread(self._load)
@@ -171,7 +177,15 @@ def _stop_in_background(engine: InferenceEngine) -> None:
 
 def _publish(engine: InferenceEngine) -> None:
     """Point the served-model gauges at ``engine`` (and so release the previous one)."""
-    metrics.MODEL_INFO.clear()
+    for gauge in (
+        metrics.MODEL_INFO,
+        metrics.QUEUE_DEPTH,
+        metrics.ADMISSION_WAIT_SECONDS,
+        metrics.THROUGHPUT,
+        metrics.MAX_BATCH_SIZE,
+        metrics.MAX_QUEUED_IMAGES,
+    ):
+        gauge.clear()  # a backbone no longer served must not be kept alive by its gauge
     metrics.TASK_CALIBRATED.clear()
     metrics.TASK_LOAD_FAILED.clear()
     for task in engine.failed_tasks:

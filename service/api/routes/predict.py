@@ -13,6 +13,7 @@ from service.api.deps import (
     ImagesDep,
     SettingsDep,
     TaskDep,
+    parse_task_list,
 )
 from service.api.errors import documented
 from service.api.schemas import (
@@ -22,7 +23,6 @@ from service.api.schemas import (
     Prediction,
     TaskPredictResponse,
 )
-from service.errors import InvalidRequest
 
 router = APIRouter(prefix="/v1", tags=["predict"], dependencies=[Authenticated])
 
@@ -98,17 +98,10 @@ async def predict_tasks(
 ) -> MultiPredictResponse:
     """Predict several tasks per image (or per face); tasks sharing a backbone share one
     encoding per image (or face)."""
-    names = sorted(engine.tasks) if tasks is None else _parse_task_list(tasks)
+    names = sorted(engine.tasks) if tasks is None else parse_task_list(tasks)
     results = await engine.predict(images, names, settings.request_timeout_s, faces)
     return MultiPredictResponse(
         tasks=names,
         models={name: ModelRef.of(engine.task(name).ref) for name in names},
         predictions=[ImagePredictions.of(result, distribution) for result in results],
     )
-
-
-def _parse_task_list(raw: str) -> list[str]:
-    names = list(dict.fromkeys(name.strip() for name in raw.split(",") if name.strip()))
-    if not names:
-        raise InvalidRequest("query parameter 'tasks' names no task")
-    return names

@@ -243,3 +243,33 @@ def test_client_codes_never_come_back_as_500(call: Call) -> None:
     ):
         assert 400 <= response.status_code < 500, response.text
     _ = httpx  # the transport used by every call above
+
+
+def test_uploads_in_flight_are_bounded(make_app: Callable[..., FastAPI]) -> None:
+    app = make_app(max_concurrent_uploads=1)
+
+    async def trickle() -> AsyncIterator[bytes]:
+        yield b"\xff\xd8"
+        await asyncio.sleep(1.0)
+        yield b"rest"
+
+    async def run() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            slow = asyncio.ensure_future(
+                client.post(
+                    "/v1/age/predict", content=trickle(), headers={"content-type": "image/jpeg"}
+                )
+            )
+            await asyncio.sleep(0.3)
+            second = await client.post("/v1/age/predict", files=image_parts(PNG))
+            return [await slow, second]
+
+    slow, second = asyncio.run(run())
+    assert slow.status_code == 415  # its body (not an image) was read and judged
+    assert_error(second, 429, "overloaded")
+
+
+def test_a_flood_of_file_parts_stops_at_the_image_limit(call: Call) -> None:
+    parts = [("image", (f"{i}.png", b"x", "image/png")) for i in range(1001)]
+    assert_error(call("POST", "/v1/age/predict", files=parts), 413, "too_many_images")

@@ -133,3 +133,123 @@ def test_a_failed_reload_keeps_the_served_engine_and_its_gauges(tiny_store: Path
     finally:
         held.release()
         host.stop()
+
+
+def test_a_draining_server_refuses_before_reading_the_body(tiny_store: Path) -> None:
+    host = loaded_host(tiny_store)
+    app = create_app(Settings(model_store=tiny_store), host)
+    sent: list[int] = []
+
+    async def trickle() -> AsyncIterator[bytes]:
+        for index in range(50):
+            sent.append(index)
+            yield b"\xff" * 1000
+            await asyncio.sleep(0.1)
+
+    async def run() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.post(
+                "/v1/age/predict", content=trickle(), headers={"content-type": "image/jpeg"}
+            )
+
+    host.start_draining()
+    try:
+        response = asyncio.run(run())
+    finally:
+        host.stop()
+    assert response.status_code == 503 and response.json()["error"]["code"] == "shutting_down"
+    assert len(sent) < 50  # answered before the upload was read to its end
+
+
+def test_the_lease_ends_before_the_response_is_written(tiny_store: Path) -> None:
+    """A client that stops reading its answer must not pin the engine."""
+    host = loaded_host(tiny_store)
+    app = create_app(Settings(model_store=tiny_store), host)
+    body = images.png()
+    leases_while_sending: list[int] = []
+
+    async def run() -> None:
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive() -> dict:
+            return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+        async def send(message: dict) -> None:
+            if message["type"] == "http.response.body":
+                leases_while_sending.append(host.active_leases)
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/v1/age/predict",
+            "raw_path": b"/v1/age/predict",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"content-type", b"image/png"), (b"host", b"test")],
+            "client": ("127.0.0.1", 1),
+            "server": ("test", 80),
+        }
+        await app(scope, receive, send)
+
+    try:
+        asyncio.run(run())
+    finally:
+        host.stop()
+    assert leases_while_sending and set(leases_while_sending) == {0}
+
+
+def test_no_reload_while_draining(tiny_store: Path) -> None:
+    host = loaded_host(tiny_store)
+    host.start_draining()
+    try:
+        with pytest.raises(ReloadFailed, match="shutting down"):
+            asyncio.run(host.reload())
+    finally:
+        host.stop()
+
+
+def test_a_reload_to_another_backbone_releases_the_old_one(
+    tiny_store: Path, tmp_path: Path
+) -> None:
+    """The gauges used to keep the old backbone's batcher (and its tower) alive forever."""
+    import gc
+    import json
+    import shutil
+    import weakref
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_store, other)
+    (backbone_dir,) = (other / "backbones").iterdir()
+    manifest = json.loads((backbone_dir / "manifest.json").read_text())
+    manifest["id"] = "renamed-backbone"
+    (backbone_dir / "manifest.json").write_text(json.dumps(manifest))
+    backbone_dir.rename(other / "backbones" / "renamed-backbone")
+    for task_manifest in other.glob("tasks/*/versions/*/manifest.json"):
+        data = json.loads(task_manifest.read_text())
+        data["backbone"] = "renamed-backbone"
+        task_manifest.write_text(json.dumps(data))
+
+    stores = [tiny_store, other]
+    config = Settings(model_store=tiny_store).engine_config()
+    host = EngineHost(lambda: load_engine(stores.pop(0), config))
+    host.start_loading()
+    host.wait_loaded()
+    assert host.engine is not None
+    (old_batcher,) = [weakref.ref(b.batcher) for b in host.engine.backbones.values()]
+    try:
+        asyncio.run(host.reload())
+        for _ in range(50):
+            gc.collect()
+            if old_batcher() is None:
+                break
+            threading.Event().wait(0.1)
+        assert old_batcher() is None
+        assert (
+            REGISTRY.get_sample_value("oclip_queue_depth", {"backbone": "tiny-random-s0"}) is None
+        )
+    finally:
+        host.stop()
