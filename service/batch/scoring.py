@@ -50,9 +50,10 @@ class Scorer:
         self.layout = layout
         self._options = {"faces": True} if layout.faces else {}
 
-    async def score(self, path: str) -> list[Row]:
+    async def score(self, path: str, file: str | None = None) -> list[Row]:
+        """The rows of the image at ``file`` (default: ``path``), under the name ``path``."""
         try:
-            data = await asyncio.to_thread(Path(path).read_bytes)
+            data = await asyncio.to_thread(Path(file or path).read_bytes)
         except FileNotFoundError:
             return [error_row(self.layout, path, FILE_NOT_FOUND, f"{path}: no such file")]
         except OSError as exc:
@@ -68,7 +69,12 @@ class Scorer:
             return [error_row(self.layout, path, ServiceError.code, f"{path}: {exc!r}")]
         return image_rows(self.layout, path, result)
 
-    async def score_all(self, paths: Sequence[str]) -> list[Row]:
+    async def score_all(
+        self, paths: Sequence[str], files: Sequence[str | None] | None = None
+    ) -> list[Row]:
         """Every path's rows, in order (the Ray actors' whole batch at once)."""
-        answers = await asyncio.gather(*(self.score(path) for path in paths))
+        files = files or [None] * len(paths)
+        answers = await asyncio.gather(
+            *(self.score(path, file) for path, file in zip(paths, files, strict=True))
+        )
         return [row for rows in answers for row in rows]
