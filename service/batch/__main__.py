@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from service.batch.job import BatchJob, JobError
-from service.batch.scoring import FacesUnsupported
+from service.batch.scoring import FACES_UNSUPPORTED, FacesUnsupported, supports_faces
 from service.batch.sinks import OutputError, check_output
 from service.batch.sources import SourceError, resolve_source
 from service.batch.summary import Summary
@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         check_output(job.out, job.resume)
         paths = resolve_source(args.input)
         job.layout()  # unknown tasks fail here, before any model is loaded
+        if job.faces and not supports_faces():
+            raise FacesUnsupported(FACES_UNSUPPORTED)
         summary = Summary(total=len(paths))
         if args.ray is None:
             from service.batch.local import run_local

@@ -44,6 +44,7 @@ async def _run(job: BatchJob, paths: Sequence[str], summary: Summary) -> Summary
             summary.skipped = len(paths) - len(todo)
             batch = max(r.batcher.max_batch_size for r in engine.backbones.values())
             window = 4 * batch + 2 * job.workers
+            summary.begin()
             with _stop_on_signals() as stopped, _progress(job, len(todo)) as bar:
                 await _pipeline(scorer, sink, todo, window, summary, stopped, bar.update)
             summary.interrupted_by = stopped.signal_name

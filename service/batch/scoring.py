@@ -23,13 +23,18 @@ log = logging.getLogger(__name__)
 # Batch-only codes, beside the service's own (a server never reads files from disk).
 FILE_NOT_FOUND = "file_not_found"
 UNREADABLE_FILE = "unreadable_file"
+FACES_UNSUPPORTED = (
+    "--faces needs per-face predictions (engine.predict(..., faces=True)), "
+    "which this build's engine does not offer yet"
+)
 
 
 class FacesUnsupported(RuntimeError):
     """``--faces`` on an engine that cannot answer per face."""
 
 
-def supports_faces(engine: InferenceEngine) -> bool:
+def supports_faces(engine: InferenceEngine | type[InferenceEngine] = InferenceEngine) -> bool:
+    """Whether ``engine.predict`` takes ``faces=True`` (the per-face interface)."""
     return "faces" in inspect.signature(engine.predict).parameters
 
 
@@ -42,10 +47,7 @@ class Scorer:
                     f"{ref} (the registry changed while the job started?)"
                 )
         if layout.faces and not supports_faces(engine):
-            raise FacesUnsupported(
-                "--faces needs per-face predictions (engine.predict(..., faces=True)), "
-                "which this build's engine does not offer yet"
-            )
+            raise FacesUnsupported(FACES_UNSUPPORTED)
         self.engine = engine
         self.layout = layout
         self._options = {"faces": True} if layout.faces else {}
