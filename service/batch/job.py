@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from service.batch.rows import Layout
+from service.config import Settings
 from service.engine.config import EngineConfig
 from service.engine.results import ModelRef
 from service.registry import ModelStore
@@ -57,4 +58,6 @@ class BatchJob:
             max_batch_size=self.batch_size,
             preprocess_workers=self.workers,
             cpu_cores=cpu_cores,
+            # the server's setting (eager PyTorch needs the GIL between ops)
+            gil_switch_interval_ms=Settings.model_fields["gil_switch_interval_ms"].default,
         )

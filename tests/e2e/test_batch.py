@@ -274,8 +274,10 @@ def test_list_source_with_a_missing_file_jsonl_and_csv(
         assert rows[-1]["error"] == "file_not_found"
         answers[suffix] = rows
     for as_json, as_csv in zip(answers["jsonl"][:-1], answers["csv"][:-1], strict=True):
-        assert float(as_csv["age_expected"]) == as_json["age_expected"]  # exact round trip
-        assert json.loads(as_csv["age_probabilities"]) == as_json["age_probabilities"]
+        # two runs: batches differ, so the last bits may too
+        assert float(as_csv["age_expected"]) == pytest.approx(as_json["age_expected"], abs=ATOL)
+        probabilities = json.loads(as_csv["age_probabilities"])
+        assert probabilities == pytest.approx(as_json["age_probabilities"], abs=ATOL)
 
 
 def test_refusals_exit_non_zero_with_a_message(
