@@ -101,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     except (OutputError, SourceError, JobError, FacesUnsupported) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return USAGE_ERROR
+    except KeyboardInterrupt:  # a second Ctrl-C: OUT was closed on the way out
+        print("interrupted twice: stopped at once; run again with --resume", file=sys.stderr)
+        return 128 + signal.SIGINT
     for line in summary.lines():
         print(line)
     print(f"output: {job.out}")

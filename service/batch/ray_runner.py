@@ -30,7 +30,7 @@ import torch
 from service.batch.job import BatchJob
 from service.batch.rows import Layout, Row, to_table
 from service.batch.scoring import Scorer
-from service.batch.sinks import ParquetSink, open_sink, output_format
+from service.batch.sinks import ParquetSink, Sink, open_sink
 from service.batch.summary import Summary
 from service.engine.factory import load_engine
 
@@ -72,47 +72,53 @@ def run_ray(
     pack: bool,
 ) -> Summary:
     layout = job.layout()
-    kind = output_format(job.out)
-    done = open_sink(job.out, layout, job.resume).done_paths() if job.resume else set()
-    todo = [path for path in paths if path not in done]
-    summary.skipped = len(paths) - len(todo)
-    if not todo:
-        return summary.finish()
-    job = dataclasses.replace(job, store=job.store.resolve(), out=job.out.resolve())
-    _start_ray(address, job)
+    sink = open_sink(job.out, layout, job.resume)
     try:
-        gpus = 1 if job.device != "cpu" and torch.cuda.is_available() else 0
-        dataset = ray.data.from_items(
-            [{"path": path, "file": str(Path(path).resolve())} for path in todo]
-        ).map_batches(
-            ScoringActor,
-            fn_constructor_kwargs={
-                "job": job,
-                "layout": layout,
-                "packed": [ray.put(pack_store(job.store))] if pack else [],
-                "cpu_cores": 0 if gpus else 1,
-            },
-            batch_size=max(job.batch_size, 32),
-            batch_format="pyarrow",
-            concurrency=job.workers,
-            num_gpus=gpus,
-            num_cpus=1,
-        )
-        if kind == "parquet":
-            dataset.write_parquet(str(job.out))
-            _count_written(job.out, layout, set(todo), summary)
-        else:
-            sink = open_sink(job.out, layout, resume=True)
+        done = sink.done_paths() if job.resume else set()
+        todo = [path for path in paths if path not in done]
+        summary.skipped = len(paths) - len(todo)
+        if todo:
+            _start_ray(address, job)
             try:
-                for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
-                    rows = batch.to_pylist()
-                    sink.write(rows)
-                    _count(rows, summary)
+                _score(job, layout, todo, pack, sink, summary)
             finally:
-                sink.close()
+                ray.shutdown()
     finally:
-        ray.shutdown()
+        sink.close()
     return summary.finish()
+
+
+def _score(
+    job: BatchJob, layout: Layout, todo: list[str], pack: bool, sink: Sink, summary: Summary
+) -> None:
+    gpus = 1 if job.device != "cpu" and torch.cuda.is_available() else 0
+    actor_job = dataclasses.replace(job, store=job.store.resolve(), out=job.out.resolve())
+    dataset = ray.data.from_items(
+        [{"path": path, "file": str(Path(path).resolve())} for path in todo]
+    ).map_batches(
+        ScoringActor,
+        fn_constructor_kwargs={
+            "job": actor_job,
+            "layout": layout,
+            "packed": [ray.put(pack_store(job.store))] if pack else [],
+            "cpu_cores": 0 if gpus else 1,
+        },
+        batch_size=max(job.batch_size, 32),
+        batch_format="pyarrow",
+        concurrency=job.workers,
+        num_gpus=gpus,
+        num_cpus=1,
+    )
+    if isinstance(sink, ParquetSink):  # the actors' blocks go straight to part files
+        dataset.write_parquet(str(actor_job.out))
+        written = pq.read_table(sink.parts(), columns=["path", "error"]).to_pylist()
+        wanted = set(todo)
+        _count([row for row in written if row["path"] in wanted], summary)
+        return
+    for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+        rows = batch.to_pylist()
+        sink.write(rows)
+        _count(rows, summary)
 
 
 def _start_ray(address: str | None, job: BatchJob) -> None:
@@ -132,9 +138,3 @@ def _start_ray(address: str | None, job: BatchJob) -> None:
 def _count(rows: list[Row], summary: Summary) -> None:
     for _, image in groupby(rows, key=lambda row: row["path"]):
         summary.add(list(image))
-
-
-def _count_written(out: Path, layout: Layout, todo: set[str], summary: Summary) -> None:
-    parts = ParquetSink(out, layout).parts()
-    table = pq.read_table(parts, columns=["path", "error"])
-    _count([row for row in table.to_pylist() if row["path"] in todo], summary)

@@ -236,7 +236,8 @@ def test_ray_gives_the_same_rows(
 ) -> None:
     pytest.importorskip("ray")
     out = tmp_path / "ray.parquet"
-    result = run_batch(*batch_command(tiny_store, collection, out, "--ray"), timeout=600)
+    command = batch_command(tiny_store, collection, out, "--ray", "--pack-store")
+    result = run_batch(*command, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "ok 296, errors 4" in result.stdout
     ray_rows = by_path(pq.read_table(out))
