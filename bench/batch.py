@@ -38,7 +38,7 @@ def batch_rate(store: Path, work: Path, name: str, data: bytes, count: int) -> d
         raise RuntimeError(f"batch scored {scored} of {count} images:\n{result.stdout}")
     return {
         "images": count,
-        "img_s": float(rate),
+        "img_s": count / float(seconds) if float(seconds) else float(rate),  # more digits
         "seconds": float(seconds),
         "startup_s": float(startup),
     }
