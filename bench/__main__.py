@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.batch import bench_batch
 from bench.limit import Layout, load_tower, measure_limit, sustained_rate
 from bench.load import run_load
 from bench.report import markdown, plot
@@ -136,7 +137,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer points, shorter runs")
     parser.add_argument("--backbone", default="ViT-B-16")
-    parser.add_argument("--servers", default="ours,naive,ray", help="comma list")
+    parser.add_argument(
+        "--servers", default="ours,naive,ray,batch", help="comma list (batch: local batch mode)"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     WORK.mkdir(exist_ok=True)
@@ -165,6 +168,10 @@ def main() -> None:
         limit_now=lambda: sustained_rate(tower, best, 3.0 if args.quick else 6.0),
     )
     for name in args.servers.split(","):
+        if name == "batch":
+            print("benchmarking python -m service.batch (local mode) …", flush=True)
+            results["batch"] = bench_batch(store, WORK, payloads, args.quick, plan.limit_now)
+            continue
         if name == "ray" and not RAY_PYTHON.exists():
             print("  ray: skipped (no .bench/ray-venv: `make bench` installs it)")
             continue

@@ -53,7 +53,29 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {name} | {info['limit_near']:.1f} / {info['limit_after']:.1f} "
             f"| {info['startup_s']:.1f} | {info.get('rss_mb', float('nan')):.0f} |"
         )
+    lines += _batch_lines(results)
     return "\n".join(lines) + "\n"
+
+
+def _batch_lines(results: dict[str, Any]) -> list[str]:
+    """``python -m service.batch`` in local mode, next to the limit of its own minutes."""
+    batch = results.get("batch")
+    if not batch:
+        return []
+    limit = (batch["limit_near"] + batch["limit_after"]) / 2
+    lines = [
+        "",
+        f"Batch scoring, local mode (in-process limit around it: {limit:.1f} img/s)",
+        "",
+        "| image | images | img/s | x limit | scoring s | start-up s |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, run in batch["runs"].items():
+        lines.append(
+            f"| {name} | {run['images']} | {run['img_s']:.1f} | {run['img_s'] / limit:.2f} "
+            f"| {run['seconds']:.1f} | {run['startup_s']:.1f} |"
+        )
+    return lines
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
@@ -69,9 +91,10 @@ def plot(results: dict[str, Any], path: Path) -> None:
     limits = [
         v for info in results["servers"].values() for v in (info["limit_near"], info["limit_after"])
     ]
-    left.axhline(
-        sum(limits) / len(limits), color="grey", linestyle=":", label="in-process limit (mean)"
-    )
+    if limits:
+        left.axhline(
+            sum(limits) / len(limits), color="grey", linestyle=":", label="in-process limit (mean)"
+        )
     for axis, title in ((left, "throughput (img/s)"), (right, "p99 latency (ms)")):
         axis.set_xscale("log", base=2)
         axis.set_xlabel("concurrent clients")
