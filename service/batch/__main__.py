@@ -2,7 +2,7 @@
 Parquet, JSONL or CSV, with the server's engine, locally or on Ray Data (``--ray``).
 
 Exit status: 0 done; 2 nothing to do or a bad argument (empty input, OUT exists without
---resume, unknown task, --faces unsupported); 128 + N after signal N (OUT stays valid:
+--resume, unknown task); 128 + N after signal N (OUT stays valid:
 run again with --resume to finish).
 """
 
@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 from service.batch.job import BatchJob, JobError
-from service.batch.scoring import FACES_UNSUPPORTED, FacesUnsupported, supports_faces
 from service.batch.sinks import OutputError, check_output
 from service.batch.sources import SourceError, resolve_source
 from service.batch.summary import Summary
@@ -86,8 +85,6 @@ def main(argv: list[str] | None = None) -> int:
         check_output(job.out, job.resume)
         paths = resolve_source(args.input)
         job.layout()  # unknown tasks fail here, before any model is loaded
-        if job.faces and not supports_faces():
-            raise FacesUnsupported(FACES_UNSUPPORTED)
         summary = Summary(total=len(paths))
         if args.ray is None:
             from service.batch.local import run_local
@@ -98,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
             address = None if args.ray == LOCAL_RAY else args.ray
             run_ray(job, paths, summary, address, args.pack_store)
-    except (OutputError, SourceError, JobError, FacesUnsupported) as exc:
+    except (OutputError, SourceError, JobError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:  # a second Ctrl-C: OUT was closed on the way out

@@ -85,7 +85,7 @@ def image_rows(layout: Layout, path: str, result: ImageResult) -> list[Row]:
     still gets one row (``face_index`` empty) so that ``--resume`` knows it was done."""
     if not layout.faces:
         return [_fill(_blank(layout, path), result.predictions, layout.distribution)]
-    faces = result.faces  # type: ignore[attr-defined]  # ImageResult.faces: FaceResult list
+    faces = result.faces
     if not faces:
         return [_blank(layout, path)]
     rows = []

@@ -9,7 +9,6 @@ decoding any other image twice.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,19 +22,6 @@ log = logging.getLogger(__name__)
 # Batch-only codes, beside the service's own (a server never reads files from disk).
 FILE_NOT_FOUND = "file_not_found"
 UNREADABLE_FILE = "unreadable_file"
-FACES_UNSUPPORTED = (
-    "--faces needs per-face predictions (engine.predict(..., faces=True)), "
-    "which this build's engine does not offer yet"
-)
-
-
-class FacesUnsupported(RuntimeError):
-    """``--faces`` on an engine that cannot answer per face."""
-
-
-def supports_faces(engine: InferenceEngine | type[InferenceEngine] = InferenceEngine) -> bool:
-    """Whether ``engine.predict`` takes ``faces=True`` (the per-face interface)."""
-    return "faces" in inspect.signature(engine.predict).parameters
 
 
 class Scorer:
@@ -46,11 +32,9 @@ class Scorer:
                     f"task {name}: the engine serves {engine.task(name).ref}, the job expects "
                     f"{ref} (the registry changed while the job started?)"
                 )
-        if layout.faces and not supports_faces(engine):
-            raise FacesUnsupported(FACES_UNSUPPORTED)
         self.engine = engine
         self.layout = layout
-        self._options = {"faces": True} if layout.faces else {}
+        self.faces = layout.faces
 
     async def score(self, path: str, file: str | None = None) -> list[Row]:
         """The rows of the image at ``file`` (default: ``path``), under the name ``path``."""
@@ -62,7 +46,7 @@ class Scorer:
             return [error_row(self.layout, path, UNREADABLE_FILE, f"{path}: {exc}")]
         try:
             [result] = await self.engine.predict(
-                [NamedImage(path, data)], list(self.layout.models), **self._options
+                [NamedImage(path, data)], list(self.layout.models), faces=self.faces
             )
         except ServiceError as exc:
             return [error_row(self.layout, path, exc.code, exc.message)]

@@ -20,8 +20,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from service.batch.__main__ import main
-from service.batch.scoring import supports_faces
-from service.engine.engine import InferenceEngine
 from tests import images
 from tests.server_process import ROOT, serving
 
@@ -306,9 +304,8 @@ def test_refusals_exit_non_zero_with_a_message(
     assert not (tmp_path / "a.jsonl").exists()
 
 
-def test_faces_flag(tiny_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Until the engine answers per face, --faces fails clearly; once it does, a portrait
-    gets one row per face with its box, and a faceless image one row with no face."""
+def test_faces_flag(tiny_store: Path, tmp_path: Path) -> None:
+    """A portrait gets one row per face with its box; a faceless image one row, no face."""
     data = pytest.importorskip("skimage.data")
     from PIL import Image
 
@@ -318,10 +315,6 @@ def test_faces_flag(tiny_store: Path, tmp_path: Path, capsys: pytest.CaptureFixt
     (folder / "gradient.jpg").write_bytes(images.jpeg(120, 90))
     out = tmp_path / "faces.parquet"
     code = main([*batch_command(tiny_store, folder, out, "--faces", "--no-progress")[3:]])
-    if not supports_faces(InferenceEngine):
-        assert code == 2
-        assert "--faces needs per-face predictions" in capsys.readouterr().err
-        return
     assert code == 0
     rows = pq.read_table(out).to_pylist()
     faces = Counter(row["path"].rsplit("/", 1)[1] for row in rows if row["face_index"] is not None)
