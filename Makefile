@@ -62,7 +62,7 @@ $(RAY_VENV)/.installed: $(VENV)/.installed
 
 ## The load, soak and fuzz tests at full length (CI runs them shortened).
 soak: install
-	OCLIP_SOAK_REQUESTS=20000 OCLIP_FUZZ_EXAMPLES=200 $(BIN)/python -m pytest tests/test_load.py -s
+	OCLIP_SOAK_REQUESTS=20000 OCLIP_FUZZ_EXAMPLES=200 $(BIN)/python -m pytest tests/e2e/test_load.py tests/e2e/test_schemathesis.py -s
 
 bench: install $(RAY_VENV)/.installed
 	$(BIN)/python -m bench
