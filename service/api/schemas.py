@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from service.engine import results
+from service.engine.runtimes.base import RuntimeInfo
 from service.registry.manifest import BackboneManifest, TaskManifest
 
 
@@ -85,10 +86,14 @@ class BackboneInfo(BaseModel):
     weights: dict[str, Any]
     image_size: int
     embed_dim: int
+    runtime: dict[str, Any] | None = Field(
+        None, description="Runtime serving it, requested vs chosen, measured rates and parity."
+    )
 
     @classmethod
-    def of(cls, manifest: BackboneManifest) -> BackboneInfo:
+    def of(cls, manifest: BackboneManifest, runtime: RuntimeInfo | None = None) -> BackboneInfo:
         return cls(
+            runtime=None if runtime is None else runtime.as_dict(),
             id=manifest.id,
             architecture=manifest.architecture,
             weights=manifest.weights.model_dump(exclude_none=True),
@@ -116,7 +121,9 @@ class ModelInfo(BaseModel):
     created_at: str | None = None
 
     @classmethod
-    def of(cls, manifest: TaskManifest, backbone: BackboneManifest) -> ModelInfo:
+    def of(
+        cls, manifest: TaskManifest, backbone: BackboneManifest, runtime: RuntimeInfo | None = None
+    ) -> ModelInfo:
         return cls(
             task=manifest.task,
             version=manifest.version,
@@ -128,7 +135,7 @@ class ModelInfo(BaseModel):
             logit_scale=manifest.serving_logit_scale(),
             calibrated=manifest.calibration is not None,
             calibration=None if manifest.calibration is None else manifest.calibration.model_dump(),
-            backbone=BackboneInfo.of(backbone),
+            backbone=BackboneInfo.of(backbone, runtime),
             metrics=manifest.metrics,
             provenance=manifest.provenance,
             created_at=manifest.created_at,

@@ -22,7 +22,7 @@ from service.engine.post import TaskRuntime
 from service.engine.pre import PreStage
 from service.engine.preprocess import Preprocessor
 from service.engine.results import ImageResult, TaskPrediction
-from service.engine.vision import VisionTower
+from service.engine.runtimes.base import MeasuredEncoder, RuntimeInfo
 from service.errors import DeadlineExceeded, UnknownTask
 from service.registry.manifest import BackboneManifest, TaskManifest
 
@@ -39,7 +39,7 @@ class BackboneRuntime:
     def __init__(
         self,
         manifest: BackboneManifest,
-        tower: VisionTower,
+        tower: MeasuredEncoder,
         preprocess: Preprocessor,
         batcher: MicroBatcher,
     ) -> None:
@@ -94,9 +94,10 @@ class InferenceEngine:
                 f"unknown task {name!r}; served tasks: {', '.join(sorted(self.tasks))}"
             ) from None
 
-    def describe(self, name: str) -> tuple[TaskManifest, BackboneManifest]:
+    def describe(self, name: str) -> tuple[TaskManifest, BackboneManifest, RuntimeInfo]:
         task = self.task(name)
-        return task.manifest, self.backbones[task.manifest.backbone].manifest
+        backbone = self.backbones[task.manifest.backbone]
+        return task.manifest, backbone.manifest, backbone.tower.runtime_info
 
     # -- predict -------------------------------------------------------------------------
     async def predict(

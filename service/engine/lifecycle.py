@@ -165,6 +165,7 @@ def _stop_in_background(engine: InferenceEngine) -> None:
 def _publish(engine: InferenceEngine) -> None:
     """Point the served-model gauges at ``engine`` (and so release the previous one)."""
     metrics.MODEL_INFO.clear()
+    metrics.RUNTIME_MEASURED.clear()
     metrics.TASK_CALIBRATED.clear()
     for backbone_id, runtime in engine.backbones.items():
         batcher = runtime.batcher
@@ -175,10 +176,18 @@ def _publish(engine: InferenceEngine) -> None:
             lambda b=batcher: b.expected_wait_s
         )
         metrics.THROUGHPUT.labels(backbone_id).set_function(lambda b=batcher: b.throughput)
-    placement = engine.placement
+        for name, rate in runtime.tower.runtime_info.measured_img_s.items():
+            metrics.RUNTIME_MEASURED.labels(backbone_id, name).set(rate)
     for name, task in engine.tasks.items():
         manifest = task.manifest
+        tower = engine.backbones[manifest.backbone].tower
+        info = tower.runtime_info
         metrics.MODEL_INFO.labels(
-            name, manifest.version, manifest.backbone, str(placement.device), placement.precision
+            name,
+            manifest.version,
+            manifest.backbone,
+            str(tower.placement.device),
+            info.precision,
+            info.name,
         ).set(1)
         metrics.TASK_CALIBRATED.labels(name).set(int(manifest.calibration is not None))

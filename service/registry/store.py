@@ -43,6 +43,19 @@ M = TypeVar("M", bound=BaseModel)
 class LoadedBackbone:
     manifest: BackboneManifest
     state_dict: dict[str, torch.Tensor]
+    folder: Path | None = None  # where runtime exports are cached (None: a temporary folder)
+
+    @property
+    def weights_sha256(self) -> str:
+        """The weights file's checksum; for a backbone built in memory, one of its tensors."""
+        listed = self.manifest.files.get(VISUAL_FILE)
+        if listed:
+            return listed
+        digest = hashlib.sha256()
+        for key in sorted(self.state_dict):
+            digest.update(key.encode())
+            digest.update(self.state_dict[key].detach().float().contiguous().numpy().tobytes())
+        return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -150,7 +163,7 @@ class ModelStore:
         if manifest.id != backbone_id:
             raise ArtifactError(f"{folder / MANIFEST} names backbone {manifest.id!r}")
         state_dict = _load_verified(folder, manifest.files, VISUAL_FILE)
-        return LoadedBackbone(manifest, state_dict)
+        return LoadedBackbone(manifest, state_dict, folder)
 
     def load_task(self, task: str, version: str | None = None) -> LoadedTask:
         version = version or self.active_version(task)
