@@ -29,7 +29,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 # hadolint ignore=DL3013
 RUN mkdir service && touch service/__init__.py \
-    && extras=train; if [ "$TORCH_VARIANT" = "cpu" ]; then extras=train,onnx,openvino; fi \
+    && extras=train && if [ "$TORCH_VARIANT" = "cpu" ]; then extras=train,onnx,openvino; fi \
     && pip install ${PIP_EXTRA_ARGS} ".[$extras]" && pip uninstall -y ordinal-service \
     && rm -rf service
 
