@@ -16,7 +16,7 @@ from prometheus_client import generate_latest
 
 from service.api.schemas import ModelInfo
 from service.engine.config import EngineConfig
-from service.engine.device import Placement
+from service.engine.device import Placement, resolve_placement
 from service.engine.factory import build_engine
 from service.engine.lifecycle import _publish
 from service.engine.runtimes.parity import PROBE_IMAGES, check_parity, probe_pixels
@@ -25,7 +25,7 @@ from service.engine.runtimes.select import select_encoder
 from service.engine.vision import VisionTower
 from service.registry import LoadedBackbone, LoadedTask, ModelStore
 from service.registry.exports import INDEX, ExportCache
-from service.trainer.architectures import TINY, build_clip
+from service.trainer.architectures import TINY, backbone_manifest, build_clip
 
 CPU = Placement(torch.device("cpu"), "fp32")
 INSTALLED = [name for name, spec in RUNTIMES.items() if spec.missing() is None]
@@ -173,3 +173,26 @@ def test_the_engine_reports_its_runtime_in_models_and_metrics(store: ModelStore)
         assert text.count('runtime="onnxruntime"') == len(engine.tasks)
     finally:
         engine.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime", [n for n in INSTALLED if n != "openvino-int8"])
+def test_parity_on_vit_b16(tmp_path_factory: pytest.TempPathFactory, runtime: str) -> None:
+    """The full ViT-B/16 tower (random weights) passes the gate on each float runtime, at
+    the precision ``auto`` would serve here (bf16 where the CPU has it)."""
+    root = tmp_path_factory.getbasetemp() / "vit-b16-store"
+    if not root.exists():  # random prototypes: the text tower would add minutes, not coverage
+        built = build_clip("ViT-B-16")
+        store = ModelStore(root)
+        manifest = backbone_manifest(built)
+        store.write_backbone(manifest, built.model.visual.state_dict())
+        prototypes = torch.randn(8, manifest.embed_dim, generator=torch.Generator().manual_seed(0))
+        store.publish_task(
+            prototypes, task="age", backbone=manifest.id, values=list(range(8)), logit_scale=100.0
+        )
+    backbone, tasks = loaded(ModelStore(root))
+    placement = resolve_placement("cpu", "auto")
+    encoder = select_encoder(backbone, placement, runtime, tasks)
+    report = encoder.runtime_info.parity[runtime]
+    assert report["passed"], report
+    assert encoder.runtime_info.name == runtime
