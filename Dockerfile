@@ -29,7 +29,8 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 # hadolint ignore=DL3013
 RUN mkdir service && touch service/__init__.py \
-    && pip install ${PIP_EXTRA_ARGS} ".[train]" && pip uninstall -y ordinal-service \
+    && extras=train && if [ "$TORCH_VARIANT" = "cpu" ]; then extras=train,onnx,openvino; fi \
+    && pip install ${PIP_EXTRA_ARGS} ".[$extras]" && pip uninstall -y ordinal-service \
     && rm -rf service
 
 # -- optional: bake a zero-shot registry from pretrained weights (needs network access) ------
@@ -47,7 +48,8 @@ RUN mkdir -p /models && if [ -n "$BAKE_ZEROSHOT" ]; then \
 # -- runtime ---------------------------------------------------------------------------------
 FROM ${BASE_IMAGE} AS runtime
 ENV PATH=/opt/venv/bin:$PATH PYTHONPATH=/app PYTHONUNBUFFERED=1 \
-    OCLIP_HOST=0.0.0.0 OCLIP_PORT=8000 OCLIP_MODEL_STORE=/models OCLIP_LOG_FORMAT=json
+    OCLIP_HOST=0.0.0.0 OCLIP_PORT=8000 OCLIP_MODEL_STORE=/models OCLIP_LOG_FORMAT=json \
+    OCLIP_RUNTIME=auto
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /nonexistent --shell /usr/sbin/nologin app
 COPY --from=deps /opt/venv /opt/venv

@@ -66,10 +66,12 @@ soak: install
 
 bench: install $(RAY_VENV)/.installed
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.runtimes
 	$(BIN)/python -m bench.faces
 
 bench-quick: install $(RAY_VENV)/.installed
 	$(BIN)/python -m bench --quick
+	$(BIN)/python -m bench.runtimes --quick
 	$(BIN)/python -m bench.faces --repeat 2
 
 clean:

@@ -15,7 +15,7 @@ from service.engine.config import EngineConfig
 from service.engine.device import configure_threads
 from service.engine.factory import load_task_backbone
 from service.engine.preprocess import ImageLimits, Preprocessor
-from service.engine.vision import VisionTower
+from service.engine.runtimes.base import MeasuredEncoder
 
 
 def median_ms(function: object, repeats: int = 7) -> float:
@@ -27,7 +27,7 @@ def median_ms(function: object, repeats: int = 7) -> float:
     return statistics.median(timings)
 
 
-def load_tower(store: Path) -> tuple[VisionTower, Preprocessor]:
+def load_tower(store: Path) -> tuple[MeasuredEncoder, Preprocessor]:
     configure_threads(0)
     config = EngineConfig(limits=ImageLimits(max_pixels=100_000_000))
     backbone, _ = load_task_backbone(store, "age", config)
@@ -47,7 +47,7 @@ class Layout:
         return f"{self.workers}x{self.threads}t b{self.batch}"
 
 
-def sustained_rate(tower: VisionTower, layout: Layout, seconds: float) -> float:
+def sustained_rate(tower: MeasuredEncoder, layout: Layout, seconds: float) -> float:
     """Images per second over ``seconds`` of back-to-back batches on ``layout.workers``
     threads (this machine is noisy, so the limit is re-measured next to each server run)."""
     pixels = torch.zeros(layout.batch, 3, tower.image_size, tower.image_size)
@@ -70,7 +70,7 @@ def sustained_rate(tower: VisionTower, layout: Layout, seconds: float) -> float:
 
 
 def measure_limit(
-    tower: VisionTower, preprocess: Preprocessor, images: dict[str, bytes], quick: bool
+    tower: MeasuredEncoder, preprocess: Preprocessor, images: dict[str, bytes], quick: bool
 ) -> dict[str, object]:
     """The best in-process throughput of the same tower at the same precision, over batch
     sizes and over one worker with every core vs. one worker per core."""

@@ -34,6 +34,21 @@ class Settings(BaseSettings):
     precision: Precision = Field(
         "auto", description="'auto' = fp16 on CUDA, bf16 on CPUs with bf16, else fp32."
     )
+    runtime: Literal["auto", "torch", "onnxruntime", "openvino", "openvino-int8"] = Field(
+        "torch",
+        description="Vision-tower runtime on the CPU: 'torch' (eager PyTorch), 'onnxruntime', "
+        "'openvino', 'openvino-int8' (NNCF post-training INT8), or 'auto' = measure torch and "
+        "every installed runtime that passes the parity gate at start-up, serve the fastest. "
+        "Exports are cached beside the backbone; a runtime that fails parity is not served.",
+    )
+    allow_int8: bool = Field(
+        False, description="Let 'auto' consider openvino-int8 (it still has to pass parity)."
+    )
+    int8_calibration_dir: Path | None = Field(
+        None,
+        description="Folder of images (JPEG/PNG/WebP) for INT8 quantisation; default: the "
+        "16 fixed probe images of the parity gate.",
+    )
     max_upload_bytes: int = Field(
         50 * 1024 * 1024, gt=0, description="Largest request body accepted."
     )
@@ -160,6 +175,9 @@ class Settings(BaseSettings):
         return EngineConfig(
             device=self.device,
             precision=self.precision,
+            runtime=self.runtime,
+            allow_int8=self.allow_int8,
+            int8_calibration_dir=self.int8_calibration_dir,
             max_batch_size=self.max_batch_size,
             max_batch_delay_ms=self.max_batch_delay_ms,
             encoder_workers=self.encoder_workers,

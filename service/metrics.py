@@ -83,7 +83,13 @@ PREDICTED_POSITION = Histogram(
 MODEL_INFO = Gauge(
     f"{PREFIX}_model_info",
     "1 for each served task version.",
-    ["task", "version", "backbone", "device", "precision"],
+    ["task", "version", "backbone", "device", "precision", "runtime"],
+)
+RUNTIME_MEASURED = Gauge(
+    f"{PREFIX}_runtime_measured_images_per_second",
+    "Start-up throughput of each runtime that passed parity (OCLIP_RUNTIME=auto serves the "
+    "fastest).",
+    ["backbone", "runtime"],
 )
 MODEL_LOAD_SECONDS = Gauge(
     f"{PREFIX}_model_load_seconds", "Time to load, build and warm up the registry."

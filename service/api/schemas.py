@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 from service.engine import results
 from service.engine.faces import Box
+from service.engine.runtimes.base import RuntimeInfo
 from service.registry.manifest import BackboneManifest, FaceCropSpec, TaskManifest
 
 
@@ -187,10 +188,14 @@ class BackboneInfo(BaseModel):
     weights: dict[str, Any]
     image_size: int
     embed_dim: int
+    runtime: dict[str, Any] | None = Field(
+        None, description="Runtime serving it, requested vs chosen, measured rates and parity."
+    )
 
     @classmethod
-    def of(cls, manifest: BackboneManifest) -> BackboneInfo:
+    def of(cls, manifest: BackboneManifest, runtime: RuntimeInfo | None = None) -> BackboneInfo:
         return cls(
+            runtime=None if runtime is None else runtime.as_dict(),
             id=manifest.id,
             architecture=manifest.architecture,
             weights=manifest.weights.model_dump(exclude_none=True),
@@ -223,7 +228,9 @@ class ModelInfo(BaseModel):
     created_at: str | None = None
 
     @classmethod
-    def of(cls, manifest: TaskManifest, backbone: BackboneManifest) -> ModelInfo:
+    def of(
+        cls, manifest: TaskManifest, backbone: BackboneManifest, runtime: RuntimeInfo | None = None
+    ) -> ModelInfo:
         return cls(
             task=manifest.task,
             version=manifest.version,
@@ -236,7 +243,7 @@ class ModelInfo(BaseModel):
             calibrated=manifest.calibration is not None,
             calibration=None if manifest.calibration is None else manifest.calibration.model_dump(),
             crop=manifest.crop,
-            backbone=BackboneInfo.of(backbone),
+            backbone=BackboneInfo.of(backbone, runtime),
             metrics=manifest.metrics,
             provenance=manifest.provenance,
             created_at=manifest.created_at,

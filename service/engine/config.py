@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from service.engine.faces import FaceConfig
 from service.engine.preprocess import ACCEPTED_FORMATS, ImageLimits
@@ -12,6 +13,10 @@ from service.engine.preprocess import ACCEPTED_FORMATS, ImageLimits
 class EngineConfig:
     device: str = "auto"
     precision: str = "auto"
+    # runtime: torch | onnxruntime | openvino | openvino-int8 | auto (fastest that passes parity)
+    runtime: str = "torch"
+    allow_int8: bool = False  # may auto choose openvino-int8
+    int8_calibration_dir: Path | None = None  # images for INT8 quantisation; None = probe set
     # core: the micro-batcher and the tower
     max_batch_size: int = 0  # 0 = measured at start-up
     max_batch_delay_ms: float = 2.0

@@ -24,7 +24,7 @@ from service.engine.pre import PreStage
 from service.engine.prepare import Prepared, View, prepare_faces, prepare_whole
 from service.engine.preprocess import Preprocessor
 from service.engine.results import FaceResult, ImageResult, TaskPrediction
-from service.engine.vision import VisionTower
+from service.engine.runtimes.base import MeasuredEncoder, RuntimeInfo
 from service.errors import DeadlineExceeded, NotReady, UnknownTask, retry_after
 from service.registry.manifest import BackboneManifest, TaskManifest
 
@@ -41,7 +41,7 @@ class BackboneRuntime:
     def __init__(
         self,
         manifest: BackboneManifest,
-        tower: VisionTower,
+        tower: MeasuredEncoder,
         preprocess: Preprocessor,
         batcher: MicroBatcher,
         faces: FaceCropper,
@@ -105,9 +105,10 @@ class InferenceEngine:
                 f"unknown task {name!r}; served tasks: {', '.join(sorted(self.tasks))}"
             ) from None
 
-    def describe(self, name: str) -> tuple[TaskManifest, BackboneManifest]:
+    def describe(self, name: str) -> tuple[TaskManifest, BackboneManifest, RuntimeInfo]:
         task = self.task(name)
-        return task.manifest, self.backbones[task.manifest.backbone].manifest
+        backbone = self.backbones[task.manifest.backbone]
+        return task.manifest, backbone.manifest, backbone.tower.runtime_info
 
     def check_admission(self, task_names: Sequence[str]) -> None:
         """Refuse now (429) if the tasks' encoders are already past the target wait."""

@@ -11,32 +11,47 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
 from service import metrics
 from service.engine.batcher import MicroBatcher
 from service.engine.config import EngineConfig
-from service.engine.device import Placement, configure_threads, encoder_layout, resolve_placement
+from service.engine.device import Placement, configure_threads, resolve_placement
 from service.engine.engine import BackboneRuntime, InferenceEngine, observe_batch
 from service.engine.faces import build_cropper
 from service.engine.post import TaskRuntime
 from service.engine.pre import PreStage
 from service.engine.preprocess import Preprocessor
-from service.engine.vision import VisionTower
-from service.registry import LoadedBackbone, ModelStore, RegistrySnapshot
+from service.engine.runtimes.select import select_encoder
+from service.registry import LoadedBackbone, LoadedTask, ModelStore, RegistrySnapshot
 
 log = logging.getLogger(__name__)
 
 
 def build_backbone(
-    loaded: LoadedBackbone, placement: Placement, config: EngineConfig
+    loaded: LoadedBackbone,
+    placement: Placement,
+    config: EngineConfig,
+    tasks: Sequence[LoadedTask] = (),
 ) -> BackboneRuntime:
-    """A tower, its eval transform, its (not yet started) batcher and its face cropper."""
-    tower = VisionTower(loaded, placement)
+    """A tower on the runtime ``config.runtime`` chooses (parity judged on ``tasks``), its
+    eval transform, its (not yet started) batcher in the layout that runtime suits, and its
+    face cropper."""
+    tower = select_encoder(
+        loaded,
+        placement,
+        config.runtime,
+        tasks,
+        workers=config.encoder_workers,
+        cores=config.cpu_cores,
+        allow_int8=config.allow_int8,
+        int8_calibration_dir=config.int8_calibration_dir,
+    )
     preprocess = Preprocessor(loaded.manifest.preprocess, config.limits)
     faces = build_cropper(config.faces, preprocess.image_size)
-    workers, cores = encoder_layout(placement, config.encoder_workers, config.cpu_cores)
+    workers, cores = tower.layout(config.encoder_workers, config.cpu_cores)
     batcher = MicroBatcher(
         tower,
         name=loaded.manifest.id,
@@ -74,7 +89,12 @@ def build_engine(snapshot: RegistrySnapshot, config: EngineConfig) -> InferenceE
         None if config.gil_switch_interval_ms is None else config.gil_switch_interval_ms / 1000,
     )
     backbones = {
-        backbone_id: build_backbone(loaded, placement, config)
+        backbone_id: build_backbone(
+            loaded,
+            placement,
+            config,
+            [t for t in snapshot.tasks.values() if t.manifest.backbone == backbone_id],
+        )
         for backbone_id, loaded in snapshot.backbones.items()
     }
     tasks = {
@@ -122,4 +142,5 @@ def load_task_backbone(
     loaded = store.load_task(task, version)
     backbone = store.load_backbone(loaded.manifest.backbone)
     placement = resolve_placement(config.device, config.precision)
-    return build_backbone(backbone, placement, config), TaskRuntime(loaded, config.interval_level)
+    runtime = build_backbone(backbone, placement, config, [loaded])
+    return runtime, TaskRuntime(loaded, config.interval_level)

@@ -184,6 +184,7 @@ def _publish(engine: InferenceEngine) -> None:
         metrics.THROUGHPUT,
         metrics.MAX_BATCH_SIZE,
         metrics.MAX_QUEUED_IMAGES,
+        metrics.RUNTIME_MEASURED,
     ):
         gauge.clear()  # a backbone no longer served must not be kept alive by its gauge
     metrics.TASK_CALIBRATED.clear()
@@ -199,10 +200,18 @@ def _publish(engine: InferenceEngine) -> None:
             lambda b=batcher: b.expected_wait_s
         )
         metrics.THROUGHPUT.labels(backbone_id).set_function(lambda b=batcher: b.throughput)
-    placement = engine.placement
+        for name, rate in runtime.tower.runtime_info.measured_img_s.items():
+            metrics.RUNTIME_MEASURED.labels(backbone_id, name).set(rate)
     for name, task in engine.tasks.items():
         manifest = task.manifest
+        tower = engine.backbones[manifest.backbone].tower
+        info = tower.runtime_info
         metrics.MODEL_INFO.labels(
-            name, manifest.version, manifest.backbone, str(placement.device), placement.precision
+            name,
+            manifest.version,
+            manifest.backbone,
+            str(tower.placement.device),
+            info.precision,
+            info.name,
         ).set(1)
         metrics.TASK_CALIBRATED.labels(name).set(int(manifest.calibration is not None))

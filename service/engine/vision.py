@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import logging
 import threading
-import time
 
 import torch
 from open_clip.model import _build_vision_tower
 
 from service.engine.device import Placement
+from service.engine.runtimes.base import MeasuredEncoder, RuntimeInfo, normalized
 from service.errors import ArtifactError
 from service.registry import LoadedBackbone
 
-log = logging.getLogger(__name__)
 
-
-class VisionTower:
-    """Encodes preprocessed image batches into L2-normalised float32 features."""
+class VisionTower(MeasuredEncoder):
+    """Encodes preprocessed image batches into L2-normalised float32 features (eager
+    PyTorch; measurement and warm-up come from :class:`MeasuredEncoder`)."""
 
     def __init__(self, backbone: LoadedBackbone, placement: Placement) -> None:
         manifest = backbone.manifest
@@ -25,6 +23,7 @@ class VisionTower:
         self.placement = placement
         self.embed_dim = manifest.embed_dim
         self.image_size = manifest.preprocess.image_size
+        self.runtime_info = RuntimeInfo("torch", placement.precision)
         model = _build_vision_tower(manifest.embed_dim, manifest.vision_cfg, manifest.quick_gelu)
         try:
             model.load_state_dict(backbone.state_dict, strict=True)
@@ -55,56 +54,4 @@ class VisionTower:
         with self._count_lock:
             self.images_encoded += len(pixels)
         features = self.model(batch.to(self.placement.dtype))
-        features = torch.nn.functional.normalize(features.float(), dim=-1)
-        return features.cpu()
-
-    def throughput(
-        self, batch_size: int, intra_op_threads: int | None = None, repeats: int = 3
-    ) -> float:
-        """Images per second at ``batch_size`` (best of ``repeats`` after one untimed run)."""
-        pixels = torch.zeros(batch_size, 3, self.image_size, self.image_size)
-        threads = intra_op_threads
-        self.encode(pixels, threads)
-        best = float("inf")
-        for _ in range(repeats):
-            start = time.perf_counter()
-            self.encode(pixels, threads)
-            best = min(best, time.perf_counter() - start)
-        return batch_size / best
-
-    def calibrate_batch_size(
-        self, intra_op_threads: int | None = None, limit: int = 64, budget_s: float = 0.5
-    ) -> int:
-        """The batch size with the best measured throughput, doubling from 1.
-
-        Doubling stops once one batch takes longer than ``budget_s`` (bounding start-up
-        time) or at ``limit``. The largest best size is not a latency cost: a lone request
-        never waits for a full batch, only ``max_batch_delay_ms`` for company. Sizes within
-        3 % of the best count as equal and the smallest of them wins. ``intra_op_threads``:
-        what one worker uses under load.
-        """
-        measured: dict[int, float] = {}
-        size = 1
-        while size <= limit:
-            measured[size] = self.throughput(size, intra_op_threads, repeats=2)
-            if size / measured[size] > budget_s:
-                break
-            size *= 2
-        best = max(measured.values())
-        chosen = min(s for s, rate in measured.items() if rate >= 0.97 * best)
-        log.info(
-            "batch-size calibration on %s: %s -> %d",
-            self.backbone_id,
-            ", ".join(f"{s}: {r:.1f} img/s" for s, r in measured.items()),
-            chosen,
-        )
-        return chosen
-
-    def warm_up(self, batch_sizes: tuple[int, ...] = (1,)) -> float:
-        """Run forwards on zeros so first requests do not pay for lazy initialisation."""
-        start = time.perf_counter()
-        for size in batch_sizes:
-            self.encode(torch.zeros(size, 3, self.image_size, self.image_size))
-        seconds = time.perf_counter() - start
-        log.info("warmed up %s in %.2fs", self.backbone_id, seconds)
-        return seconds
+        return normalized(features).cpu()

@@ -11,6 +11,7 @@ Served artifacts are safetensors + JSON only: nothing here unpickles.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -47,6 +48,19 @@ ACTIVE_POINTER = "ACTIVE"
 class LoadedBackbone:
     manifest: BackboneManifest
     state_dict: dict[str, torch.Tensor]
+    folder: Path | None = None  # where runtime exports are cached (None: a temporary folder)
+
+    @property
+    def weights_sha256(self) -> str:
+        """The weights file's checksum; for a backbone built in memory, one of its tensors."""
+        listed = self.manifest.files.get(VISUAL_FILE)
+        if listed:
+            return listed
+        digest = hashlib.sha256()
+        for key in sorted(self.state_dict):
+            digest.update(key.encode())
+            digest.update(self.state_dict[key].detach().float().contiguous().numpy().tobytes())
+        return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -110,7 +124,7 @@ class ModelStore:
         if manifest.id != backbone_id:
             raise ArtifactError(f"{folder / MANIFEST} names backbone {manifest.id!r}")
         state_dict = load_verified(folder, manifest.files, VISUAL_FILE)
-        return LoadedBackbone(manifest, state_dict)
+        return LoadedBackbone(manifest, state_dict, folder)
 
     def load_task(self, task: str, version: str | None = None) -> LoadedTask:
         version = version or self.active_version(task)
