@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from service.registry.store import _atomic_dir, sha256_of
+from service.registry.files import atomic_dir, sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class ExportCache:
             (staging / INDEX).write_text(json.dumps({**index, "files": files}, indent=2) + "\n")
 
         try:
-            _atomic_dir(target, fill)
+            atomic_dir(target, fill)
         except OSError:
             if self.problem(target) is not None:  # not a concurrent builder that won the race
                 raise
