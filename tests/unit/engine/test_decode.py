@@ -52,6 +52,7 @@ def test_banded_conversion_equals_whole_image_conversion(mode: str, factor: int)
     assert np.array_equal(np.asarray(to_rgb(image, reduce_by=factor)), np.asarray(expected))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
 def test_large_images_stay_close_to_open_clips_full_resolution_transform(fmt: str) -> None:
     """Draft decoding and box reduction change a 12 MP image by about one level of 255."""

@@ -22,9 +22,12 @@ LIMIT = 20_000_000  # the pixel limit of the measured Preprocessor
 MB = 1 << 20
 BOMB_MB = 32  # a refused or tiny image may cost the child this much, no more
 
-pytestmark = pytest.mark.skipif(
-    not Path("/proc/self/clear_refs").exists(), reason="needs Linux's peak-RSS reset"
-)
+pytestmark = [
+    pytest.mark.slow,  # each case decodes in a fresh process
+    pytest.mark.skipif(
+        not Path("/proc/self/clear_refs").exists(), reason="needs Linux's peak-RSS reset"
+    ),
+]
 
 
 def _progressive(pixels: int) -> bytes:

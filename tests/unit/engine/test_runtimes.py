@@ -54,6 +54,7 @@ def test_probe_set_is_fixed(store: ModelStore) -> None:
     assert len({round(float(image.std()), 4) for image in first}) == PROBE_IMAGES  # all differ
 
 
+@pytest.mark.slow
 @pytest.mark.skipif("onnxruntime" not in INSTALLED, reason="the onnx extra is not installed")
 def test_onnx_export_round_trips_with_a_dynamic_batch_axis(store: ModelStore) -> None:
     backbone, tasks = loaded(store)
