@@ -20,26 +20,16 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import torch
 
+from service.engine.runtimes.base import Encoder
 from service.errors import Overloaded, ShuttingDown, TooManyImages, retry_after
 
 log = logging.getLogger(__name__)
 
 BatchObserver = Callable[[int, float, list[float]], None]  # size, seconds, queue waits
 RATE_SMOOTHING = 0.2  # weight of the newest batch in the throughput estimate
-
-
-class Encoder(Protocol):
-    def encode(self, pixels: torch.Tensor, intra_op_threads: int | None = None) -> torch.Tensor:
-        """N x 3 x H x W float32 -> N x D features."""
-        ...
-
-    def calibrate_batch_size(self, intra_op_threads: int | None = None) -> int: ...
-
-    def throughput(self, batch_size: int, intra_op_threads: int | None = None) -> float: ...
 
 
 @dataclass

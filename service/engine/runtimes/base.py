@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -20,6 +20,18 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
+class Encoder(Protocol):
+    """What the batcher needs of an encoder (every runtime's, and test doubles)."""
+
+    def encode(self, pixels: torch.Tensor, intra_op_threads: int | None = None) -> torch.Tensor:
+        """N x 3 x H x W float32 -> N x D features."""
+        ...
+
+    def calibrate_batch_size(self, intra_op_threads: int | None = None) -> int: ...
+
+    def throughput(self, batch_size: int, intra_op_threads: int | None = None) -> float: ...
+
+
 class RuntimeInfo:
     """Which runtime serves a backbone, why, and what was measured when it was chosen."""
 
