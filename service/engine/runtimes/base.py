@@ -19,7 +19,6 @@ from service.engine.device import Placement, encoder_layout
 log = logging.getLogger(__name__)
 
 
-@dataclass
 class Encoder(Protocol):
     """What the batcher needs of an encoder (every runtime's, and test doubles)."""
 
@@ -32,6 +31,7 @@ class Encoder(Protocol):
     def throughput(self, batch_size: int, intra_op_threads: int | None = None) -> float: ...
 
 
+@dataclass
 class RuntimeInfo:
     """Which runtime serves a backbone, why, and what was measured when it was chosen."""
 
