@@ -22,9 +22,10 @@ from service.logs import configure_logging
 
 log = logging.getLogger("service")
 FINAL_CLOSE_S = 5  # after the drain: longest wait for the last responses to be written
-# After the listener is closed, the connections are closed only once no request has arrived
-# for this long: requests on connections already accepted get their 503, not a reset.
-SETTLE_S = 0.5
+# After the listener is closed, the open connections are closed once their clients have
+# closed them all, or no request has arrived for this long: requests on connections
+# already accepted get their 503, not a reset.
+SETTLE_S = 2.0
 # The listener closes only once the last request from before the signal has been answered
 # this long ago: that client's next request gets a 503, not a refused or reset connection.
 LINGER_S = 1.0
@@ -89,7 +90,11 @@ class GracefulServer(uvicorn.Server):
             if self.listener_closed_at is not None:
                 now = time.monotonic()
                 quiet = now - max(self.listener_closed_at, self.in_flight.last_arrival)
-                return quiet >= SETTLE_S or elapsed >= self.settings.shutdown_grace_s + SETTLE_S
+                return (
+                    not self.server_state.connections
+                    or quiet >= SETTLE_S
+                    or elapsed >= self.settings.shutdown_grace_s + SETTLE_S
+                )
             if (drained and elapsed >= self.settings.shutdown_delay_s) or (
                 elapsed >= self.settings.shutdown_grace_s
             ):

@@ -60,8 +60,10 @@ def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 async def _service_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
-    if exc.status >= 500:
-        log.error("%s: %s", exc.code, exc.message)
+    if exc.status >= 500:  # a refusal while loading or draining is routine, not an error
+        log.log(
+            logging.INFO if exc.status == 503 else logging.ERROR, "%s: %s", exc.code, exc.message
+        )
     return error_response(exc.status, exc.code, exc.message, exc.headers)
 
 

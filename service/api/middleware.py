@@ -48,7 +48,9 @@ class RequestContextMiddleware:
     """Tags each request with an id (the client's ``X-Request-ID`` if sane) and its arrival
     time, records its route-level count, status and latency, and turns any unhandled
     exception into a JSON 500 that still carries the request id. While the server drains,
-    every response says ``Connection: close`` so keep-alive clients reconnect elsewhere."""
+    responses say ``Connection: close`` so keep-alive clients reconnect elsewhere; but only
+    once the request's body has been received, since closing a socket that still has
+    unread upload bytes makes the kernel reset it, and the client would lose the 503."""
 
     def __init__(self, app: ASGIApp, in_flight: InFlight, draining: Callable[[], bool]) -> None:
         self.app = app
@@ -68,13 +70,21 @@ class RequestContextMiddleware:
         status = 500
         started = False
         start = time.perf_counter()
+        body_received = not _has_body(scope)
+
+        async def receive_tracked() -> Message:
+            nonlocal body_received
+            message = await receive()
+            if message["type"] == "http.request" and not message.get("more_body", False):
+                body_received = True
+            return message
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, started
             if message["type"] == "http.response.start":
                 status, started = message["status"], True
                 headers = [*message.get("headers", []), (REQUEST_ID_HEADER, request_id)]
-                if self.draining():
+                if self.draining() and body_received:
                     headers.append((b"connection", b"close"))
                 message["headers"] = headers
             await send(message)
@@ -82,17 +92,22 @@ class RequestContextMiddleware:
         metrics.IN_FLIGHT.inc()
         self.in_flight.enter(id(state), state["arrived"])
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive_tracked, send_with_id)
         except Exception as exc:
             log.exception("unhandled error", exc_info=exc)
             if started:
                 raise  # the answer is half sent: only closing the connection is honest
-            await internal_error_response()(scope, receive, send_with_id)
+            await internal_error_response()(scope, receive_tracked, send_with_id)
         finally:
             self.in_flight.leave(id(state))
             metrics.IN_FLIGHT.dec()
             _record(scope, status, time.perf_counter() - start)
             current_request_id.reset(token)
+
+
+def _has_body(scope: Scope) -> bool:
+    headers = dict(scope["headers"])
+    return b"transfer-encoding" in headers or headers.get(b"content-length", b"0") != b"0"
 
 
 def _record(scope: Scope, status: int, seconds: float) -> None:
