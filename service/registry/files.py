@@ -45,7 +45,9 @@ def utc_now() -> str:
 
 
 def write_json(path: Path, model: BaseModel) -> None:
-    path.write_text(model.model_dump_json(indent=2) + "\n")
+    """Unset optional fields are left out, so a manifest that uses no newer feature (a
+    calibration, a face crop) stays readable by the servers before them: a rollback works."""
+    path.write_text(model.model_dump_json(indent=2, exclude_none=True) + "\n")
 
 
 def read_manifest(folder: Path, model: type[M]) -> M:

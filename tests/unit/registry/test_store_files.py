@@ -144,3 +144,19 @@ def test_changed_weights_under_an_existing_id_get_a_new_id(
     again = store.write_backbone(backbone_manifest(tiny_clip), state)
     assert again.id == stored.id  # the derived id is stable, not a fresh one per call
     assert len(list((store.root / "backbones").iterdir())) == 2
+
+
+def test_manifests_leave_unset_optional_fields_out(tmp_path: Path) -> None:
+    """A store written now, using no newer feature, stays readable by an older server
+    (whose manifests forbid unknown keys): a rollback must not break on ``null`` fields."""
+    from service.registry.files import write_json
+    from service.registry.manifest import TaskManifest
+
+    manifest = TaskManifest(
+        task="age", version="v1", backbone="b", values=[0, 1], logit_scale=10.0, files={}
+    )
+    path = tmp_path / "manifest.json"
+    write_json(path, manifest)
+    text = path.read_text()
+    assert "calibration" not in text and "crop" not in text and "null" not in text
+    assert TaskManifest.model_validate_json(text) == manifest
