@@ -241,7 +241,7 @@ def test_a_registry_written_before_crops_existed_still_loads(
     shutil.copytree(tiny_store, old)
     for path in (old / "tasks").rglob("manifest.json"):
         manifest = json.loads(path.read_text())
-        del manifest["crop"]  # the field did not exist
+        manifest.pop("crop", None)  # the field did not exist (now also left out when unset)
         path.write_text(json.dumps(manifest))
     snapshot = ModelStore(old).load_active()
     assert {task.manifest.crop for task in snapshot.tasks.values()} == {None}
