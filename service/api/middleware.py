@@ -61,7 +61,8 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = dict(scope["headers"]).get(REQUEST_ID_HEADER, b"")
+        headers = dict(scope["headers"])  # read once per request
+        given = headers.get(REQUEST_ID_HEADER, b"")
         request_id = given if _SAFE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex.encode()
         state = scope.setdefault("state", {})
         state["request_id"] = request_id.decode()
@@ -70,7 +71,7 @@ class RequestContextMiddleware:
         status = 500
         started = False
         start = time.perf_counter()
-        body_received = not _has_body(scope)
+        body_received = not _has_body(headers)
 
         async def receive_tracked() -> Message:
             nonlocal body_received
@@ -83,10 +84,10 @@ class RequestContextMiddleware:
             nonlocal status, started
             if message["type"] == "http.response.start":
                 status, started = message["status"], True
-                headers = [*message.get("headers", []), (REQUEST_ID_HEADER, request_id)]
+                sent = [*message.get("headers", []), (REQUEST_ID_HEADER, request_id)]
                 if self.draining() and body_received:
-                    headers.append((b"connection", b"close"))
-                message["headers"] = headers
+                    sent.append((b"connection", b"close"))
+                message["headers"] = sent
             await send(message)
 
         metrics.IN_FLIGHT.inc()
@@ -105,8 +106,7 @@ class RequestContextMiddleware:
             current_request_id.reset(token)
 
 
-def _has_body(scope: Scope) -> bool:
-    headers = dict(scope["headers"])
+def _has_body(headers: dict[bytes, bytes]) -> bool:
     return b"transfer-encoding" in headers or headers.get(b"content-length", b"0") != b"0"
 
 
