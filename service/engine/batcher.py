@@ -107,11 +107,12 @@ class MicroBatcher:
     def calibrate(self, search_batch_size: bool) -> None:
         """Measure the throughput admission starts from; with ``search_batch_size``, first
         pick the batch size with the best throughput."""
-        threads = self._threads_under_load()
+        threads, workers = self._threads_under_load(), len(self._workers)
         if search_batch_size:
-            self._max_batch_size = self._encoder.calibrate_batch_size(threads)
-        rate = self._encoder.throughput(self._max_batch_size, threads)
-        self._rate = rate * len(self._workers)
+            calibration = self._encoder.calibrate_batch_size(threads, workers)
+            self._max_batch_size, self._rate = calibration.batch_size, calibration.img_s
+        else:
+            self._rate = self._encoder.throughput(self._max_batch_size, threads, workers)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Finish what is queued, then end the workers. Blocks: call it off the event loop."""

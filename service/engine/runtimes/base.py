@@ -8,7 +8,9 @@ fit it, so the micro-batcher, the batch-size calibration and auto selection trea
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -26,9 +28,23 @@ class Encoder(Protocol):
         """N x 3 x H x W float32 -> N x D features."""
         ...
 
-    def calibrate_batch_size(self, intra_op_threads: int | None = None) -> int: ...
+    def calibrate_batch_size(
+        self, intra_op_threads: int | None = None, workers: int = 1
+    ) -> Calibration: ...
 
-    def throughput(self, batch_size: int, intra_op_threads: int | None = None) -> float: ...
+    def throughput(
+        self, batch_size: int, intra_op_threads: int | None = None, workers: int = 1
+    ) -> float:
+        """Images per second with ``workers`` threads encoding batches at once."""
+        ...
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The batch size chosen at start-up, and the throughput measured at it."""
+
+    batch_size: int
+    img_s: float  # every worker encoding at once, as under load
 
 
 @dataclass
@@ -80,47 +96,67 @@ class MeasuredEncoder:
         return encoder_layout(self.placement, workers, cores)
 
     def throughput(
-        self, batch_size: int, intra_op_threads: int | None = None, repeats: int = 3
+        self,
+        batch_size: int,
+        intra_op_threads: int | None = None,
+        workers: int = 1,
+        repeats: int = 3,
     ) -> float:
-        """Images per second at ``batch_size`` (best of ``repeats`` after one untimed run)."""
-        pixels = torch.zeros(batch_size, 3, self.image_size, self.image_size)
-        threads = intra_op_threads
-        self.encode(pixels, threads)
-        best = float("inf")
-        for _ in range(repeats):
-            start = time.perf_counter()
-            self.encode(pixels, threads)
-            best = min(best, time.perf_counter() - start)
-        return batch_size / best
+        """Images per second with ``workers`` threads each encoding a ``batch_size`` batch at
+        once, as the batcher's workers do under load (best of ``repeats`` rounds after one
+        untimed round)."""
+        self._round(batch_size, intra_op_threads, workers)
+        best = min(self._round(batch_size, intra_op_threads, workers) for _ in range(repeats))
+        return workers * batch_size / best
 
     def calibrate_batch_size(
-        self, intra_op_threads: int | None = None, limit: int = 64, budget_s: float = 0.5
-    ) -> int:
-        """The batch size with the best measured throughput, doubling from 1.
+        self,
+        intra_op_threads: int | None = None,
+        workers: int = 1,
+        limit: int = 64,
+        budget_s: float = 0.5,
+        rounds: int = 2,
+    ) -> Calibration:
+        """The batch size with the best throughput, with ``workers`` encoding at once.
 
-        Doubling stops once one batch takes longer than ``budget_s`` (bounding start-up
-        time) or at ``limit``. The largest best size is not a latency cost: a lone request
-        never waits for a full batch, only ``max_batch_delay_ms`` for company. Sizes within
-        3 % of the best count as equal and the smallest of them wins. ``intra_op_threads``:
-        what one worker uses under load.
+        Measured with every worker at once because workers that share a machine's caches and
+        memory bandwidth gain more from a bigger batch than one alone: on a 2-core Xeon,
+        ViT-B/16 on one worker ran batch 1 and 4 at about the same rate, on two workers 40 %
+        apart. An untimed pass doubles the size from 1 until one round takes longer than
+        ``budget_s`` (bounding start-up time) or ``limit``; then ``rounds`` timed passes
+        visit every size in turn, so a slow spell of a shared machine hits all sizes alike.
+        The largest best size is not a latency cost: a lone request never waits for a full
+        batch, only ``max_batch_delay_ms`` for company. Sizes within 3 % of the best count as
+        equal and the smallest of them wins.
         """
-        measured: dict[int, float] = {}
+        sizes = []
         size = 1
         while size <= limit:
-            measured[size] = self.throughput(size, intra_op_threads, repeats=2)
-            if size / measured[size] > budget_s:
+            sizes.append(size)
+            if self._round(size, intra_op_threads, workers) > budget_s:
                 break
             size *= 2
-        best = max(measured.values())
-        chosen = min(s for s, rate in measured.items() if rate >= 0.97 * best)
+        seconds = dict.fromkeys(sizes, 0.0)
+        for _ in range(rounds):
+            for size in sizes:
+                seconds[size] += self._round(size, intra_op_threads, workers)
+        rates = {size: workers * size * rounds / seconds[size] for size in sizes}
+        best = max(rates.values())
+        chosen = min(size for size, rate in rates.items() if rate >= 0.97 * best)
         log.info(
-            "batch-size calibration on %s (%s): %s -> %d",
+            "batch-size calibration on %s (%s, %d worker(s)): %s -> %d",
             self.backbone_id,
             self.runtime_info.name,
-            ", ".join(f"{s}: {r:.1f} img/s" for s, r in measured.items()),
+            workers,
+            ", ".join(f"{size}: {rate:.1f} img/s" for size, rate in rates.items()),
             chosen,
         )
-        return chosen
+        return Calibration(chosen, rates[chosen])
+
+    def _round(self, batch_size: int, intra_op_threads: int | None, workers: int) -> float:
+        """Seconds for ``workers`` threads, released together, to encode a batch each."""
+        pixels = torch.zeros(batch_size, 3, self.image_size, self.image_size)
+        return _concurrently(lambda: self.encode(pixels, intra_op_threads), workers)
 
     def warm_up(self, batch_sizes: tuple[int, ...] = (1,)) -> float:
         """Run forwards on zeros so first requests do not pay for lazy initialisation."""
@@ -130,6 +166,28 @@ class MeasuredEncoder:
         seconds = time.perf_counter() - start
         log.info("warmed up %s (%s) in %.2fs", self.backbone_id, self.runtime_info.name, seconds)
         return seconds
+
+
+def _concurrently(work: Callable[[], object], workers: int) -> float:
+    """Seconds until ``workers`` threads, released together, have each run ``work`` once."""
+    if workers == 1:
+        start = time.perf_counter()
+        work()
+        return time.perf_counter() - start
+    barrier = threading.Barrier(workers + 1)
+
+    def run() -> None:
+        barrier.wait()
+        work()
+
+    threads = [threading.Thread(target=run, daemon=True) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - start
 
 
 def normalized(features: torch.Tensor) -> torch.Tensor:

@@ -144,8 +144,7 @@ def _serving_rate(encoder: MeasuredEncoder, workers: int, cores: int) -> float:
     """Images per second in the layout the batcher will run ``encoder`` in under load."""
     count, shared = encoder.layout(workers, cores)
     threads = None if shared is None else max(1, shared // count)
-    batch = encoder.calibrate_batch_size(threads)
-    return encoder.throughput(batch, threads) * count
+    return encoder.calibrate_batch_size(threads, count).img_s
 
 
 def _calibration(loaded: LoadedBackbone, folder: Path | None, probe: torch.Tensor) -> torch.Tensor:

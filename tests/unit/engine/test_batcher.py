@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from service.engine.batcher import MicroBatcher
+from service.engine.runtimes.base import Calibration
 from service.errors import Overloaded, ShuttingDown, TooManyImages
 
 HANG_GUARD_S = 30  # only against a hang; no test asserts a speed
@@ -53,11 +54,15 @@ class RecordingEncoder:
             raise error
         return pixels.flatten(1)[:, :1] * 2
 
-    def calibrate_batch_size(self, intra_op_threads: int | None = None) -> int:
-        return 3
+    def calibrate_batch_size(
+        self, intra_op_threads: int | None = None, workers: int = 1
+    ) -> Calibration:
+        return Calibration(3, self.throughput(3, intra_op_threads, workers))
 
-    def throughput(self, batch_size: int, intra_op_threads: int | None = None) -> float:
-        return self.rate
+    def throughput(
+        self, batch_size: int, intra_op_threads: int | None = None, workers: int = 1
+    ) -> float:
+        return self.rate * workers
 
 
 def marker(value: float) -> torch.Tensor:
