@@ -170,7 +170,14 @@ def main() -> None:
     for name in args.servers.split(","):
         if name == "batch":
             print("benchmarking python -m service.batch (local mode) …", flush=True)
-            results["batch"] = bench_batch(store, WORK, payloads, args.quick, plan.limit_now)
+            results["batch"] = bench_batch(
+                store,
+                WORK,
+                payloads,
+                args.quick,
+                lambda seconds: sustained_rate(tower, best, seconds),
+                results["limit"]["preprocess_ms"],
+            )
             continue
         if name == "ray" and not RAY_PYTHON.exists():
             print("  ray: skipped (no .bench/ray-venv: `make bench` installs it)")

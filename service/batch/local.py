@@ -23,6 +23,7 @@ from service.batch.rows import Row
 from service.batch.scoring import Scorer
 from service.batch.sinks import Sink, open_sink
 from service.batch.summary import Summary
+from service.engine.engine import InferenceEngine
 from service.engine.factory import load_engine
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -33,26 +34,33 @@ def run_local(job: BatchJob, paths: Sequence[str], summary: Summary) -> Summary:
 
 
 async def _run(job: BatchJob, paths: Sequence[str], summary: Summary) -> Summary:
-    layout = job.layout()
     engine = await asyncio.to_thread(load_engine, job.store, job.engine_config())
     try:
-        scorer = Scorer(engine, layout)
-        sink = open_sink(job.out, layout, job.resume)
-        try:
-            done = sink.done_paths() if job.resume else set()
-            todo = [path for path in paths if path not in done]
-            summary.skipped = len(paths) - len(todo)
-            batch = max(r.batcher.max_batch_size for r in engine.backbones.values())
-            window = 4 * batch + 2 * job.workers
-            summary.begin()
-            with _stop_on_signals() as stopped, _progress(job, len(todo)) as bar:
-                await _pipeline(scorer, sink, todo, window, summary, stopped, bar.update)
-            summary.interrupted_by = stopped.signal_name
-        finally:
-            sink.close()
+        await score_into_output(engine, job, paths, summary)
     finally:
         await asyncio.to_thread(engine.stop)
     return summary.finish()
+
+
+async def score_into_output(
+    engine: InferenceEngine, job: BatchJob, paths: Sequence[str], summary: Summary
+) -> None:
+    """Score ``paths`` (less those already in OUT with ``--resume``) on a loaded engine into
+    ``job.out``; stops early, OUT still valid, on the first SIGINT/SIGTERM."""
+    scorer = Scorer(engine, job.layout())
+    sink = open_sink(job.out, scorer.layout, job.resume)
+    try:
+        done = sink.done_paths() if job.resume else set()
+        todo = [path for path in paths if path not in done]
+        summary.skipped = len(paths) - len(todo)
+        batch = max(r.batcher.max_batch_size for r in engine.backbones.values())
+        window = 4 * batch + 2 * job.workers
+        summary.begin()
+        with _stop_on_signals() as stopped, _progress(job, len(todo)) as bar:
+            await _pipeline(scorer, sink, todo, window, summary, stopped, bar.update)
+        summary.interrupted_by = stopped.signal_name
+    finally:
+        sink.close()
 
 
 async def _pipeline(
