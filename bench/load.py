@@ -1,4 +1,10 @@
-"""A closed-loop HTTP load generator: N concurrent clients posting the same image."""
+"""A closed-loop HTTP load generator: N concurrent clients posting the same image.
+
+Each client behaves as a production client should: after a 429 or 503 it waits the
+``Retry-After`` the server sent before posting again. (A client that re-posts at once turns
+a refusal into a flood: with 12 MP uploads on this 2-core machine, the load generator's own
+re-encoding of each upload took the cores the encoder needed.)
+"""
 
 from __future__ import annotations
 
@@ -43,6 +49,9 @@ async def _client(
             statuses[str(response.status_code)] += 1
             if response.status_code == 200:
                 latencies.append(time.perf_counter() - start)
+            elif response.status_code in (429, 503):
+                retry_after = float(response.headers.get("retry-after", "1"))
+                await asyncio.sleep(max(0.0, min(retry_after, stop_at - time.perf_counter())))
         except httpx.HTTPError as exc:
             statuses[type(exc).__name__] += 1
 
