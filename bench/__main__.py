@@ -175,7 +175,8 @@ def main() -> None:
                 WORK,
                 payloads,
                 args.quick,
-                lambda seconds: sustained_rate(tower, best, seconds),
+                tower,
+                best,
                 results["limit"]["preprocess_ms"],
             )
             continue

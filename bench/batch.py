@@ -15,6 +15,7 @@ Two figures per image size, on a folder of identical images (every copy costs th
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import re
 import shutil
@@ -25,10 +26,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import REGISTRY
+
+from bench.limit import Layout, sustained_rate
 from service.batch.job import BatchJob
 from service.batch.local import score_into_output
 from service.batch.summary import Summary
 from service.engine.factory import load_engine
+from service.engine.runtimes.base import MeasuredEncoder
 from tests.server_process import ROOT
 
 RATE = re.compile(r"scored (\d+) images .* in ([\d.]+) s \(([\d.]+) img/s\), after ([\d.]+) s")
@@ -70,29 +75,37 @@ def interleaved(
     segment_images: int,
     rounds: int,
     limit_for: Callable[[float], float],
+    cpu_cores: int = 0,
 ) -> dict[str, Any]:
-    """``rounds`` x (local mode on ``segment_images`` images, then the limit for as long)."""
+    """``rounds`` x (local mode on ``segment_images`` images, then the limit for as long).
+    ``cpu_cores``: the engine's encoder cores (0: all, as the CLI)."""
     paths = sorted(str(path) for path in folder.iterdir())[:segment_images]
     out = folder.with_suffix(".segment.parquet")
     job = BatchJob(store=store, out=out, tasks=("age",), progress=False)
-    engine = load_engine(store, job.engine_config())
-    batch = {"images": 0, "seconds": 0.0}
+    engine = load_engine(store, job.engine_config(cpu_cores))
+    [(backbone, runtime)] = engine.backbones.items()
+    batch = {"images": 0, "seconds": 0.0, "encoder_s": 0.0, "batches": 0.0}
     limit = {"images": 0.0, "seconds": 0.0}
     ratios = []
     try:
         for _ in range(rounds):
             shutil.rmtree(job.out, ignore_errors=True)
             summary = Summary(total=len(paths))
+            before = encoder_figures(backbone)
             asyncio.run(score_into_output(engine, job, paths, summary))
             summary.finish()
+            after = encoder_figures(backbone)
             if summary.scored != len(paths) or summary.errors:
                 raise RuntimeError(f"segment scored {summary.scored}, errors {summary.errors}")
             rate = limit_for(summary.seconds)
             batch["images"] += summary.scored
             batch["seconds"] += summary.seconds
+            batch["encoder_s"] += after[0] - before[0]
+            batch["batches"] += after[1] - before[1]
             limit["images"] += rate * summary.seconds
             limit["seconds"] += summary.seconds
             ratios.append(summary.rate / rate)
+        workers, batch_size = runtime.batcher.workers, runtime.batcher.max_batch_size
     finally:
         engine.stop()
     batch_rate = batch["images"] / batch["seconds"]
@@ -105,7 +118,20 @@ def interleaved(
         "x_limit": batch_rate / limit_rate,
         "x_limit_by_round": ratios,
         "x_limit_median_round": statistics.median(ratios),
+        # the engine's own metrics: how much of the time its workers spent encoding
+        "encoder_busy": batch["encoder_s"] / (workers * batch["seconds"]),
+        "mean_batch": batch["images"] / batch["batches"],
+        "batch_size": batch_size,
+        "workers": workers,
     }
+
+
+def encoder_figures(backbone: str) -> tuple[float, float]:
+    """(seconds spent in forward passes, forward passes) so far, from the engine's metrics."""
+    labels = {"backbone": backbone}
+    seconds = REGISTRY.get_sample_value("oclip_inference_duration_seconds_sum", labels)
+    batches = REGISTRY.get_sample_value("oclip_batch_size_count", labels)
+    return seconds or 0.0, batches or 0.0
 
 
 def bench_batch(
@@ -113,10 +139,13 @@ def bench_batch(
     work: Path,
     payloads: dict[str, bytes],
     quick: bool,
-    limit_for: Callable[[float], float],
+    tower: MeasuredEncoder,
+    best: Layout,
     preprocess_ms: dict[str, float],
 ) -> dict[str, Any]:
-    """Each payload: the CLI end to end, then local mode interleaved with the limit."""
+    """Each payload: the CLI end to end, then local mode interleaved with the limit (at the
+    limit's ``best`` layout). The largest payload once more with the encoder on all cores
+    but one, against the limit on as many: does decoding keep up when it has a core?"""
     cores = os.cpu_count() or 1
     runs = {}
     for name, data in payloads.items():
@@ -125,15 +154,27 @@ def bench_batch(
         folder = fill_folder(work, name, data, count)
         run = cli_run(store, folder, count)
         print(f"  batch  {name:6} CLI {run['img_s']:6.1f} img/s", flush=True)
-        segment = (48 if quick else 100) if small else (24 if quick else 40)
-        run |= interleaved(store, folder, min(segment, count), 2 if quick else 5, limit_for)
+        rounds = 2 if quick else 6
+        # segments long enough that the pipeline's fill and drain are a few % of them
+        limit = functools.partial(sustained_rate, tower, best)
+        run |= interleaved(store, folder, count, rounds, limit)
         # What the limit allows once this image's preprocessing shares the same cores.
         core_s = cores / run["limit_img_s"] + preprocess_ms[name] / 1000
         run["ceiling_img_s"] = cores / core_s
-        print(
-            f"  batch  {name:6} interleaved {run['batch_img_s']:6.1f} img/s, "
-            f"limit {run['limit_img_s']:6.1f} img/s: {run['x_limit']:.2f}x",
-            flush=True,
-        )
         runs[name] = run
+        _print(name, run)
+        if not small and cores > 1:
+            spare = Layout(1, cores - 1, best.batch)
+            name = f"{name}, encoder on {cores - 1} of {cores} cores"
+            limit = functools.partial(sustained_rate, tower, spare)
+            runs[name] = interleaved(store, folder, count, rounds, limit, cores - 1)
+            _print(name, runs[name])
     return {"cores": cores, "runs": runs}
+
+
+def _print(name: str, run: dict[str, Any]) -> None:
+    print(
+        f"  batch  {name:6} interleaved {run['batch_img_s']:6.1f} img/s, "
+        f"limit {run['limit_img_s']:6.1f} img/s: {run['x_limit']:.2f}x",
+        flush=True,
+    )

@@ -67,20 +67,28 @@ def _batch_lines(results: dict[str, Any]) -> list[str]:
         "Batch scoring, local mode: the CLI end to end; then its scoring code in segments "
         "interleaved with equal spells of the in-process limit (ratio of the totals; per "
         "round: lowest-highest); the ceiling is the limit with this image's preprocessing "
-        f"sharing the {batch['cores']} cores",
+        f"sharing the {batch['cores']} cores; encoder busy: the share of the time the "
+        "engine's workers spent in forward passes, from its own metrics",
         "",
         "| image | CLI images | CLI img/s | start-up s | rounds x images | interleaved img/s "
-        "| limit img/s | x limit | per round | x ceiling |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+        "| limit img/s | x limit | per round | x ceiling | encoder busy | batch (mean/max) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|",
     ]
     for name, run in batch["runs"].items():
         rounds = run["x_limit_by_round"]
+        cli = (
+            f"{run['images']} | {run['img_s']:.1f} | {run['startup_s']:.1f}"
+            if "img_s" in run
+            else "- | - | -"
+        )
+        ceiling = run["batch_img_s"] / run["ceiling_img_s"] if "ceiling_img_s" in run else None
         lines.append(
-            f"| {name} | {run['images']} | {run['img_s']:.1f} | {run['startup_s']:.1f} "
-            f"| {run['rounds']} x {run['segment_images']} | {run['batch_img_s']:.1f} "
-            f"| {run['limit_img_s']:.1f} | {run['x_limit']:.2f} "
+            f"| {name} | {cli} | {run['rounds']} x {run['segment_images']} "
+            f"| {run['batch_img_s']:.1f} | {run['limit_img_s']:.1f} | {run['x_limit']:.2f} "
             f"| {min(rounds):.2f}-{max(rounds):.2f} "
-            f"| {run['batch_img_s'] / run['ceiling_img_s']:.2f} |"
+            f"| {'-' if ceiling is None else f'{ceiling:.2f}'} "
+            f"| {run['encoder_busy']:.0%} ({run['workers']} workers) "
+            f"| {run['mean_batch']:.1f} / {run['batch_size']} |"
         )
     return lines
 

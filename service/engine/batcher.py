@@ -129,6 +129,10 @@ class MicroBatcher:
         return self._max_batch_size
 
     @property
+    def workers(self) -> int:
+        return len(self._workers)
+
+    @property
     def pending(self) -> int:
         return self._pending
 
