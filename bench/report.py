@@ -87,7 +87,7 @@ def _batch_lines(results: dict[str, Any]) -> list[str]:
             f"| {run['batch_img_s']:.1f} | {run['limit_img_s']:.1f} | {run['x_limit']:.2f} "
             f"| {min(rounds):.2f}-{max(rounds):.2f} "
             f"| {'-' if ceiling is None else f'{ceiling:.2f}'} "
-            f"| {run['encoder_busy']:.0%} ({run['workers']} workers) "
+            f"| {run['encoder_busy']:.0%} ({run['workers']} worker{'s' * (run['workers'] > 1)}) "
             f"| {run['mean_batch']:.1f} / {run['batch_size']} |"
         )
     return lines
