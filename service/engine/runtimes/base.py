@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -169,7 +170,8 @@ class MeasuredEncoder:
 
 
 def _concurrently(work: Callable[[], object], workers: int) -> float:
-    """Seconds until ``workers`` threads, released together, have each run ``work`` once."""
+    """Seconds until ``workers`` threads, released together, have each run ``work`` once.
+    A failure in any of them is raised here (a forward that fails fails the calibration)."""
     if workers == 1:
         start = time.perf_counter()
         work()
@@ -180,14 +182,13 @@ def _concurrently(work: Callable[[], object], workers: int) -> float:
         barrier.wait()
         work()
 
-    threads = [threading.Thread(target=run, daemon=True) for _ in range(workers)]
-    for thread in threads:
-        thread.start()
-    barrier.wait()
-    start = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    return time.perf_counter() - start
+    with ThreadPoolExecutor(workers, thread_name_prefix="calibration") as pool:
+        runs = [pool.submit(run) for _ in range(workers)]
+        barrier.wait()
+        start = time.perf_counter()
+        for finished in runs:
+            finished.result()
+        return time.perf_counter() - start
 
 
 def normalized(features: torch.Tensor) -> torch.Tensor:

@@ -24,7 +24,8 @@ class SleepingEncoder(MeasuredEncoder):
     placement = Placement(torch.device("cpu"), "fp32")
     runtime_info = RuntimeInfo("torch", "fp32")
 
-    def __init__(self) -> None:
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.fail_at = fail_at
         self.lock = threading.Lock()
         self.running = 0
         self.most_running = 0
@@ -36,6 +37,8 @@ class SleepingEncoder(MeasuredEncoder):
             self.most_running = max(self.most_running, self.running)
             self.sizes.append(len(pixels))
         time.sleep(BATCH_SECONDS[len(pixels)])
+        if len(pixels) == self.fail_at:
+            raise RuntimeError("out of memory at this size")
         with self.lock:
             self.running -= 1
         return torch.ones(len(pixels), 4)
@@ -67,3 +70,9 @@ def test_throughput_counts_every_worker() -> None:
     rate = encoder.throughput(2, 1, workers=2, repeats=2)
     assert encoder.most_running == 2
     assert 2 * 2 / BATCH_SECONDS[2] / 2 < rate <= 2 * 2 / BATCH_SECONDS[2] * 1.01
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_failing_forward_fails_the_calibration(workers: int) -> None:
+    with pytest.raises(RuntimeError, match="out of memory"):
+        SleepingEncoder(fail_at=4).calibrate_batch_size(1, workers, limit=8)
