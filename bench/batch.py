@@ -19,7 +19,6 @@ import functools
 import os
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 from collections.abc import Callable
@@ -84,8 +83,8 @@ def interleaved(
     job = BatchJob(store=store, out=out, tasks=("age",), progress=False)
     engine = load_engine(store, job.engine_config(cpu_cores))
     [(backbone, runtime)] = engine.backbones.items()
-    batch = {"images": 0, "seconds": 0.0, "encoder_s": 0.0, "batches": 0.0}
-    limit = {"images": 0.0, "seconds": 0.0}
+    # the limit runs as long as each segment did, so both rates share batch["seconds"]
+    batch = {"images": 0, "seconds": 0.0, "encoder_s": 0.0, "batches": 0.0, "limit_images": 0.0}
     ratios = []
     try:
         for _ in range(rounds):
@@ -102,14 +101,13 @@ def interleaved(
             batch["seconds"] += summary.seconds
             batch["encoder_s"] += after[0] - before[0]
             batch["batches"] += after[1] - before[1]
-            limit["images"] += rate * summary.seconds
-            limit["seconds"] += summary.seconds
+            batch["limit_images"] += rate * summary.seconds
             ratios.append(summary.rate / rate)
         workers, batch_size = runtime.batcher.workers, runtime.batcher.max_batch_size
     finally:
         engine.stop()
     batch_rate = batch["images"] / batch["seconds"]
-    limit_rate = limit["images"] / limit["seconds"]
+    limit_rate = batch["limit_images"] / batch["seconds"]
     return {
         "rounds": rounds,
         "segment_images": len(paths),
@@ -117,7 +115,6 @@ def interleaved(
         "limit_img_s": limit_rate,
         "x_limit": batch_rate / limit_rate,
         "x_limit_by_round": ratios,
-        "x_limit_median_round": statistics.median(ratios),
         # the engine's own metrics: how much of the time its workers spent encoding
         "encoder_busy": batch["encoder_s"] / (workers * batch["seconds"]),
         "mean_batch": batch["images"] / batch["batches"],
