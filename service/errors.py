@@ -123,8 +123,8 @@ class ShuttingDown(ServiceError):
     meaning = "The server is draining after SIGTERM; retry on another replica (`Retry-After`)."
 
     def __init__(self, message: str = "the service is shutting down") -> None:
-        # ``Connection: close`` is added by the request middleware to every response of a
-        # draining server, this one included.
+        # The request middleware adds ``Connection: close`` to a draining server's responses
+        # once the request body has been received.
         super().__init__(message, headers=retry_after(1))
 
 

@@ -42,9 +42,9 @@ class TextFormatter(logging.Formatter):
 
 
 def escape_controls(text: str) -> str:
-    return "".join(
-        ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode() for ch in text
-    )
+    if text.isprintable():  # almost every line: no per-character rebuild
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
 
 
 def configure_logging(level: str, fmt: str) -> None:

@@ -61,7 +61,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])  # read once per request
+        headers = dict(scope["headers"])  # once for the headers this middleware reads
         given = headers.get(REQUEST_ID_HEADER, b"")
         request_id = given if _SAFE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex.encode()
         state = scope.setdefault("state", {})

@@ -82,7 +82,8 @@ def build_contract(app: FastAPI, settings: Settings) -> dict[str, Any]:
         servers=[{"url": "/", "description": "This server"}],
     )
     schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
-    api_security = API_SECURITY if settings.load_api_keys() else [{}, *API_SECURITY]
+    # the keys the app enforces (loaded once by create_app), not the key file read again
+    api_security = API_SECURITY if app.state.api_keys else [{}, *API_SECURITY]
     # Past the encoder queue's size, a request is refused whatever the per-request limit.
     max_images = min(settings.max_images_per_request, settings.max_queued_images)
     upload, form = image_upload_openapi(max_images, settings.format_set())
