@@ -135,6 +135,13 @@ class EngineHost:
         async with self._reload_lock:
             try:
                 engine = await asyncio.to_thread(self._load)
+                served = set(self.engine.tasks if self.engine else ())
+                lost = sorted(set(engine.failed_tasks) & served)
+                if lost:  # a reload never takes a working task away
+                    _stop_in_background(engine)
+                    raise ReloadFailed(
+                        "; ".join(f"{task}: {engine.failed_tasks[task]}" for task in lost)
+                    )
             except Exception as exc:
                 message = exc.message if isinstance(exc, ServiceError) else repr(exc)
                 metrics.RELOADS.labels("failure").inc()
@@ -142,13 +149,6 @@ class EngineHost:
                 raise ReloadFailed(
                     f"reload rejected, previous models still served: {message}"
                 ) from exc
-            lost = sorted(set(engine.failed_tasks) & set(self.engine.tasks if self.engine else ()))
-            if lost:  # a reload never takes a working task away
-                _stop_in_background(engine)
-                metrics.RELOADS.labels("failure").inc()
-                reasons = "; ".join(f"{task}: {engine.failed_tasks[task]}" for task in lost)
-                log.error("reload rejected, still serving the previous models: %s", reasons)
-                raise ReloadFailed(f"reload rejected, previous models still served: {reasons}")
             self._swap_in(engine)
             metrics.RELOADS.labels("success").inc()
             return engine

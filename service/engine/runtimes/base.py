@@ -130,6 +130,10 @@ class MeasuredEncoder:
         batch, only ``max_batch_delay_ms`` for company. Sizes within 3 % of the best count as
         equal and the smallest of them wins.
         """
+        key = (intra_op_threads, workers, limit, budget_s, rounds)
+        known: dict[tuple, Calibration] = self.__dict__.setdefault("_calibrations", {})
+        if key in known:  # auto selection measured this layout already; the batcher asks again
+            return known[key]
         sizes = []
         size = 1
         while size <= limit:
@@ -152,7 +156,8 @@ class MeasuredEncoder:
             ", ".join(f"{size}: {rate:.1f} img/s" for size, rate in rates.items()),
             chosen,
         )
-        return Calibration(chosen, rates[chosen])
+        known[key] = Calibration(chosen, rates[chosen])
+        return known[key]
 
     def _round(self, batch_size: int, intra_op_threads: int | None, workers: int) -> float:
         """Seconds for ``workers`` threads, released together, to encode a batch each."""

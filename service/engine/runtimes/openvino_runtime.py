@@ -60,4 +60,4 @@ class OpenVinoEncoder(MeasuredEncoder):
             request = self._local.request = self._compiled.create_infer_request()
         array = pixels.detach().float().contiguous().numpy()
         features = request.infer([array])[0]
-        return normalized(torch.from_numpy(features.copy()))
+        return normalized(torch.from_numpy(features))  # normalized() allocates its result

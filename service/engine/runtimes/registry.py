@@ -3,6 +3,7 @@ to build each from the cached exports."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.metadata
@@ -45,6 +46,9 @@ class BuildContext:
     def image_size(self) -> int:
         return self.loaded.manifest.preprocess.image_size
 
+    # Cached: each runtime built from the ONNX file (or the IR) asks for it, and checking an
+    # export hashes every file of it.
+    @functools.cached_property
     def onnx(self) -> Path:
         version = f"torch{torch.__version__.split('+')[0]}"
         folder = self.cache.get_or_build(
@@ -52,23 +56,22 @@ class BuildContext:
         )
         return folder / ONNX_FILE
 
+    @functools.cached_property
     def openvino_ir(self) -> Path:
-        onnx_path = self.onnx()
         version = f"ov{importlib.metadata.version('openvino')}"
         folder = self.cache.get_or_build(
-            "openvino", version, lambda out: convert_openvino(onnx_path, out)
+            "openvino", version, lambda out: convert_openvino(self.onnx, out)
         )
         return folder / IR_FILE
 
     def openvino_int8_ir(self) -> Path:
-        ir_path = self.openvino_ir()
         calibration = self.calibration.float().contiguous()
         data = hashlib.sha256(calibration.numpy().tobytes()).hexdigest()[:12]
         tools = {name: importlib.metadata.version(name) for name in ("openvino", "nncf")}
         version = f"ov{tools['openvino']}-nncf{tools['nncf']}-cal{data}"
         batches = [b.numpy() for b in calibration.split(CALIBRATION_BATCH)]
         folder = self.cache.get_or_build(
-            "openvino-int8", version, lambda out: quantize_int8(ir_path, batches, out)
+            "openvino-int8", version, lambda out: quantize_int8(self.openvino_ir, batches, out)
         )
         return folder / IR_FILE
 
@@ -76,14 +79,14 @@ class BuildContext:
 def _onnxruntime(ctx: BuildContext) -> MeasuredEncoder:
     from service.engine.runtimes.onnx_runtime import OnnxRuntimeEncoder
 
-    return OnnxRuntimeEncoder(ctx.loaded.manifest.id, ctx.image_size, ctx.onnx(), ctx.threads)
+    return OnnxRuntimeEncoder(ctx.loaded.manifest.id, ctx.image_size, ctx.onnx, ctx.threads)
 
 
 def _openvino(ctx: BuildContext) -> MeasuredEncoder:
     from service.engine.runtimes.openvino_runtime import OpenVinoEncoder
 
     return OpenVinoEncoder(
-        ctx.loaded.manifest.id, ctx.image_size, ctx.openvino_ir(), ctx.threads, ctx.float_precision
+        ctx.loaded.manifest.id, ctx.image_size, ctx.openvino_ir, ctx.threads, ctx.float_precision
     )
 
 

@@ -62,7 +62,10 @@ def select_encoder(
         cache=ExportCache(loaded.folder, loaded.weights_sha256),
         threads=max(1, (cores or torch.get_num_threads()) // max(workers, 1)),
         float_precision="bf16" if placement.precision == "bf16" else "fp32",
-        calibration=_calibration(loaded, int8_calibration_dir, probe),
+        # INT8's images are read and preprocessed only when INT8 is a candidate
+        calibration=(
+            _calibration(loaded, int8_calibration_dir, probe) if "openvino-int8" in names else probe
+        ),
     )
     passed: dict[str, MeasuredEncoder] = {"torch": served}
     reports: dict[str, ParityReport] = {"torch": _gate("torch", served, expected, probe, tasks)}
