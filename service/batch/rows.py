@@ -6,6 +6,7 @@ the same order; :func:`output_schema` is their one definition, with Parquet type
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,12 +28,26 @@ class Layout:
     distribution: bool = False
     faces: bool = False
 
-    def schema(self) -> pa.Schema:
+    # Cached: every output row starts from the columns, and every chunk is typed by them.
+    @functools.cached_property
+    def _schema(self) -> pa.Schema:
         return output_schema(list(self.models), self.distribution, self.faces)
 
-    @property
+    def schema(self) -> pa.Schema:
+        return self._schema
+
+    @functools.cached_property
     def columns(self) -> list[str]:
-        return self.schema().names
+        return self._schema.names
+
+    @functools.cached_property
+    def blank_row(self) -> Row:
+        """A row with only the job's constants filled: each task's version and backbone."""
+        row: Row = dict.fromkeys(self.columns)
+        for task, ref in self.models.items():
+            row[f"{task}_version"] = ref.version
+            row[f"{task}_backbone"] = ref.backbone
+        return row
 
 
 def output_schema(tasks: Sequence[str], distribution: bool, faces: bool) -> pa.Schema:
@@ -54,12 +69,7 @@ def output_schema(tasks: Sequence[str], distribution: bool, faces: bool) -> pa.S
 
 
 def _blank(layout: Layout, path: str) -> Row:
-    row: Row = dict.fromkeys(layout.columns)
-    row["path"] = path
-    for task, ref in layout.models.items():
-        row[f"{task}_version"] = ref.version
-        row[f"{task}_backbone"] = ref.backbone
-    return row
+    return {**layout.blank_row, "path": path}
 
 
 def _fill(row: Row, predictions: dict[str, TaskPrediction], distribution: bool) -> Row:
