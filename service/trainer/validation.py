@@ -26,12 +26,18 @@ def encode_all(model: OrdinalClip, dataset: ImageDataset, device: torch.device) 
 
 @torch.no_grad()
 def predict_probabilities(
-    model: OrdinalClip, loader: DataLoader, cached: bool, device: torch.device
+    model: OrdinalClip,
+    loader: DataLoader,
+    cached: bool,
+    device: torch.device,
+    prototypes: torch.Tensor | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """N x R rank probabilities (float64) and N rank labels, as the server would score
-    these images with the model's prototypes once published."""
+    these images with the model's prototypes once published (``prototypes``: already
+    computed by the caller)."""
     model.eval()
-    prototypes = model.prototypes()
+    if prototypes is None:
+        prototypes = model.prototypes()
     probabilities, labels = [], []
     for inputs, rank in loader:
         features = inputs.to(device) if cached else model.encode_images(inputs.to(device))
@@ -43,8 +49,10 @@ def predict_probabilities(
 def validate(
     model: OrdinalClip, loader: DataLoader, cached: bool, device: torch.device, values: np.ndarray
 ) -> dict[str, float]:
-    probabilities, labels = predict_probabilities(model, loader, cached, device)
+    model.eval()
+    with torch.no_grad():  # the prompt learner and text tower run once per validation
+        prototypes = model.prototypes()
+    probabilities, labels = predict_probabilities(model, loader, cached, device, prototypes)
     metrics = ordinal_metrics(probabilities, labels, values)
-    with torch.no_grad():
-        metrics["ordinality"] = ordinality(model.prototypes().cpu())
+    metrics["ordinality"] = ordinality(prototypes.cpu())
     return metrics
