@@ -72,6 +72,7 @@ class MicroBatcher:
         max_queued: int,
         workers: int = 1,
         cores: int | None = None,
+        calibration_rounds: int = 2,
         on_batch: BatchObserver | None = None,
     ) -> None:
         """``workers``: forward-pass threads. ``cores``: the CPU cores they share (None:
@@ -80,6 +81,7 @@ class MicroBatcher:
         uses ``cores // workers`` intra-op threads and they run side by side."""
         self.name = name
         self._encoder = encoder
+        self._calibration_rounds = calibration_rounds
         self._max_batch_size = max_batch_size
         self.max_batch_delay_s = max_batch_delay_s
         self.target_wait_s = target_wait_s
@@ -109,7 +111,9 @@ class MicroBatcher:
         pick the batch size with the best throughput."""
         threads, workers = self._threads_under_load(), len(self._workers)
         if search_batch_size:
-            calibration = self._encoder.calibrate_batch_size(threads, workers)
+            calibration = self._encoder.calibrate_batch_size(
+                threads, workers, rounds=self._calibration_rounds
+            )
             self._max_batch_size, self._rate = calibration.batch_size, calibration.img_s
         else:
             self._rate = self._encoder.throughput(self._max_batch_size, threads, workers)

@@ -20,6 +20,9 @@ class EngineConfig:
     # core: the micro-batcher and the tower
     max_batch_size: int = 0  # 0 = measured at start-up
     max_batch_delay_ms: float = 2.0
+    # timed passes over the batch sizes at start-up; more give a surer choice on a noisy
+    # machine at the cost of start-up time (a batch job can afford it, a pod restart less)
+    calibration_rounds: int = 2
     encoder_workers: int = 0  # 0 = 1 on CUDA, 2 on a multi-core CPU
     cpu_cores: int = 0  # cores the encoder workers share; 0 = all
     gil_switch_interval_ms: float | None = None
@@ -41,6 +44,7 @@ class EngineConfig:
             device="cpu",
             precision=precision,
             max_batch_size=32,
+            calibration_rounds=6,
             target_wait_s=float("inf"),
             max_queued_images=1 << 30,
             limits=ImageLimits(max_pixels=max_pixels, formats=ACCEPTED_FORMATS),

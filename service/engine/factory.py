@@ -48,6 +48,7 @@ def build_backbone(
         cores=config.cpu_cores,
         allow_int8=config.allow_int8,
         int8_calibration_dir=config.int8_calibration_dir,
+        calibration_rounds=config.calibration_rounds,
     )
     preprocess = Preprocessor(loaded.manifest.preprocess, config.limits)
     faces = build_cropper(config.faces, preprocess.image_size)
@@ -61,6 +62,7 @@ def build_backbone(
         max_queued=config.max_queued_images,
         workers=workers,
         cores=cores,
+        calibration_rounds=config.calibration_rounds,
         on_batch=functools.partial(observe_batch, loaded.manifest.id),
     )
     return BackboneRuntime(loaded.manifest, tower, preprocess, batcher, faces)

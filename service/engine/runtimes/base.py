@@ -30,7 +30,7 @@ class Encoder(Protocol):
         ...
 
     def calibrate_batch_size(
-        self, intra_op_threads: int | None = None, workers: int = 1
+        self, intra_op_threads: int | None = None, workers: int = 1, *, rounds: int = 2
     ) -> Calibration: ...
 
     def throughput(
@@ -116,6 +116,7 @@ class MeasuredEncoder:
         workers: int = 1,
         limit: int = 64,
         budget_s: float = 0.5,
+        *,
         rounds: int = 2,
     ) -> Calibration:
         """The batch size with the best throughput, with ``workers`` encoding at once.

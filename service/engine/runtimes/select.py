@@ -33,6 +33,7 @@ def select_encoder(
     cores: int = 0,
     allow_int8: bool = False,
     int8_calibration_dir: Path | None = None,
+    calibration_rounds: int = 2,
     specs: Mapping[str, RuntimeSpec] = RUNTIMES,
 ) -> MeasuredEncoder:
     """The encoder to serve ``loaded`` with.
@@ -83,7 +84,10 @@ def select_encoder(
         chosen = passed.get(runtime)
         rates: dict[str, float] = {}
     else:
-        rates = {name: _serving_rate(enc, workers, cores) for name, enc in passed.items()}
+        rates = {
+            name: _serving_rate(enc, workers, cores, calibration_rounds)
+            for name, enc in passed.items()
+        }
         chosen = passed[max(rates, key=rates.__getitem__)]
     if chosen is None:
         log.error("runtime %s failed parity for %s: serving torch", runtime, loaded.manifest.id)
@@ -143,11 +147,12 @@ def _gate(
     return report
 
 
-def _serving_rate(encoder: MeasuredEncoder, workers: int, cores: int) -> float:
-    """Images per second in the layout the batcher will run ``encoder`` in under load."""
+def _serving_rate(encoder: MeasuredEncoder, workers: int, cores: int, rounds: int) -> float:
+    """Images per second in the layout the batcher will run ``encoder`` in under load
+    (the batcher's own calibration later reuses this one: same arguments, memoized)."""
     count, shared = encoder.layout(workers, cores)
     threads = None if shared is None else max(1, shared // count)
-    return encoder.calibrate_batch_size(threads, count).img_s
+    return encoder.calibrate_batch_size(threads, count, rounds=rounds).img_s
 
 
 def _calibration(loaded: LoadedBackbone, folder: Path | None, probe: torch.Tensor) -> torch.Tensor:

@@ -55,7 +55,7 @@ class RecordingEncoder:
         return pixels.flatten(1)[:, :1] * 2
 
     def calibrate_batch_size(
-        self, intra_op_threads: int | None = None, workers: int = 1
+        self, intra_op_threads: int | None = None, workers: int = 1, *, rounds: int = 2
     ) -> Calibration:
         return Calibration(3, self.throughput(3, intra_op_threads, workers))
 

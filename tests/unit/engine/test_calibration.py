@@ -11,11 +11,14 @@ import time
 import pytest
 import torch
 
+from service.engine.batcher import MicroBatcher
+from service.engine.config import EngineConfig
 from service.engine.device import Placement
 from service.engine.runtimes.base import MeasuredEncoder, RuntimeInfo
 
-# Seconds one batch takes: size 4 is twice as fast per image as sizes 1, 2 and 8.
-BATCH_SECONDS = {1: 0.02, 2: 0.04, 4: 0.04, 8: 0.16}
+# Seconds one batch takes: size 4 is twice as fast per image as sizes 1, 2 and 8 (and 16,
+# whose round is over the default budget of 0.5 s).
+BATCH_SECONDS = {1: 0.02, 2: 0.04, 4: 0.04, 8: 0.16, 16: 0.64}
 
 
 class SleepingEncoder(MeasuredEncoder):
@@ -76,3 +79,29 @@ def test_throughput_counts_every_worker() -> None:
 def test_a_failing_forward_fails_the_calibration(workers: int) -> None:
     with pytest.raises(RuntimeError, match="out of memory"):
         SleepingEncoder(fail_at=4).calibrate_batch_size(1, workers, limit=8)
+
+
+def test_more_rounds_time_every_size_more_often() -> None:
+    """A batch job calibrates with more rounds than a server (a surer choice on a noisy
+    machine, paid once per job): each round visits every size once more."""
+    encoder = SleepingEncoder()
+    calibration = encoder.calibrate_batch_size(1, workers=1, limit=8, rounds=5)
+    assert calibration.batch_size == 4
+    assert all(encoder.sizes.count(size) == 1 + 5 for size in (1, 2, 4, 8))
+
+
+def test_the_batcher_calibrates_with_its_configured_rounds() -> None:
+    encoder = SleepingEncoder()
+    batcher = MicroBatcher(
+        encoder,
+        name="sleeper",
+        max_batch_size=1,
+        max_batch_delay_s=0.001,
+        target_wait_s=1.0,
+        max_queued=8,
+        calibration_rounds=3,
+    )
+    batcher.calibrate(search_batch_size=True)
+    assert batcher.max_batch_size == 4
+    assert encoder.sizes.count(1) == 1 + 3  # the untimed pass, then three timed rounds
+    assert EngineConfig.offline().calibration_rounds > EngineConfig().calibration_rounds
