@@ -21,16 +21,21 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from prometheus_client import REGISTRY
 
 from bench.limit import Layout, sustained_rate
 from service.batch.job import BatchJob
 from service.batch.local import score_into_output
 from service.batch.summary import Summary
+from service.engine.engine import InferenceEngine
 from service.engine.factory import load_engine
 from service.engine.runtimes.base import MeasuredEncoder
 from tests.server_process import ROOT
@@ -68,6 +73,20 @@ def cli_run(store: Path, folder: Path, count: int) -> dict[str, float]:
     }
 
 
+@dataclass
+class Totals:
+    """Sums over the timed rounds of one interleaved run."""
+
+    images: int = 0
+    seconds: float = 0.0
+    limit_images: float = 0.0  # what the limit did in spells as long as the segments
+    encoder_s: float = 0.0  # forward-pass seconds, from the engine's metrics
+    batches: float = 0.0
+    encoder_cpu_s: float = 0.0  # CPU time of the engine's encoder threads
+    process_cpu_s: float = 0.0
+    by_round: list[tuple[float, float, float]] = field(default_factory=list)  # img, s, limit img
+
+
 def interleaved(
     store: Path,
     folder: Path,
@@ -76,51 +95,117 @@ def interleaved(
     limit_for: Callable[[float], float],
     cpu_cores: int = 0,
 ) -> dict[str, Any]:
-    """``rounds`` x (local mode on ``segment_images`` images, then the limit for as long).
+    """``rounds`` x (local mode on ``segment_images`` images, and the limit for as long),
+    in alternating order (AB BA ...), so that a drift of the machine's speed within a round
+    pair falls on both alike. One untimed segment first: the first-call costs (imports, the
+    Parquet writer, thread pools) belong to start-up, which the CLI's row reports.
     ``cpu_cores``: the engine's encoder cores (0: all, as the CLI)."""
     paths = sorted(str(path) for path in folder.iterdir())[:segment_images]
-    out = folder.with_suffix(".segment.parquet")
-    job = BatchJob(store=store, out=out, tasks=("age",), progress=False)
+    job = BatchJob(
+        store=store, out=folder.with_suffix(".segment.parquet"), tasks=("age",), progress=False
+    )
     engine = load_engine(store, job.engine_config(cpu_cores))
     [(backbone, runtime)] = engine.backbones.items()
-    # the limit runs as long as each segment did, so both rates share batch["seconds"]
-    batch = {"images": 0, "seconds": 0.0, "encoder_s": 0.0, "batches": 0.0, "limit_images": 0.0}
-    ratios = []
+    totals = Totals()
     try:
-        for _ in range(rounds):
-            shutil.rmtree(job.out, ignore_errors=True)
-            summary = Summary(total=len(paths))
-            before = encoder_figures(backbone)
-            asyncio.run(score_into_output(engine, job, paths, summary))
-            summary.finish()
-            after = encoder_figures(backbone)
-            if summary.scored != len(paths) or summary.errors:
-                raise RuntimeError(f"segment scored {summary.scored}, errors {summary.errors}")
-            rate = limit_for(summary.seconds)
-            batch["images"] += summary.scored
-            batch["seconds"] += summary.seconds
-            batch["encoder_s"] += after[0] - before[0]
-            batch["batches"] += after[1] - before[1]
-            batch["limit_images"] += rate * summary.seconds
-            ratios.append(summary.rate / rate)
+        _segment(engine, job, paths)
+        seconds = 0.0
+        for index in range(rounds):
+            limit_first = index % 2 == 1  # the previous segment's length sets the spell's
+            rate = limit_for(seconds) if limit_first else 0.0
+            before = _counters(backbone)
+            summary = _segment(engine, job, paths)
+            after = _counters(backbone)
+            seconds = summary.seconds
+            rate = rate if limit_first else limit_for(seconds)
+            totals.images += summary.scored
+            totals.seconds += seconds
+            totals.limit_images += rate * seconds
+            totals.encoder_s += after[0] - before[0]
+            totals.batches += after[1] - before[1]
+            totals.encoder_cpu_s += after[2] - before[2]
+            totals.process_cpu_s += after[3] - before[3]
+            totals.by_round.append((summary.scored, seconds, rate * seconds))
         workers, batch_size = runtime.batcher.workers, runtime.batcher.max_batch_size
     finally:
         engine.stop()
-    batch_rate = batch["images"] / batch["seconds"]
-    limit_rate = batch["limit_images"] / batch["seconds"]
+    cores = cpu_cores or os.cpu_count() or 1
     return {
         "rounds": rounds,
         "segment_images": len(paths),
-        "batch_img_s": batch_rate,
-        "limit_img_s": limit_rate,
-        "x_limit": batch_rate / limit_rate,
-        "x_limit_by_round": ratios,
+        "batch_img_s": totals.images / totals.seconds,
+        "limit_img_s": totals.limit_images / totals.seconds,
+        **ratio_figures(totals.by_round),
         # the engine's own metrics: how much of the time its workers spent encoding
-        "encoder_busy": batch["encoder_s"] / (workers * batch["seconds"]),
-        "mean_batch": batch["images"] / batch["batches"],
+        "encoder_busy": totals.encoder_s / (workers * totals.seconds),
+        # CPU accounting: the encoder threads' share of their cores (what the rest of the
+        # pipeline leaves them), and what that rest costs per image
+        "encoder_cpu_share": totals.encoder_cpu_s / (cores * totals.seconds),
+        "pipeline_cpu_ms": 1000 * (totals.process_cpu_s - totals.encoder_cpu_s) / totals.images,
+        "mean_batch": totals.images / totals.batches,
         "batch_size": batch_size,
         "workers": workers,
     }
+
+
+def _segment(engine: InferenceEngine, job: BatchJob, paths: list[str]) -> Summary:
+    """Local mode's own scoring of ``paths`` into a fresh OUT; every image must score."""
+    shutil.rmtree(job.out, ignore_errors=True)
+    summary = Summary(total=len(paths))
+    asyncio.run(score_into_output(engine, job, paths, summary))
+    summary.finish()
+    if summary.scored != len(paths) or summary.errors:
+        raise RuntimeError(f"segment scored {summary.scored}, errors {summary.errors}")
+    return summary
+
+
+def _counters(backbone: str) -> tuple[float, float, float, float]:
+    """(forward seconds, forward passes, encoder threads' CPU s, process CPU s) so far."""
+    return (*encoder_figures(backbone), _encoder_cpu_s(), time.process_time())
+
+
+def _encoder_cpu_s() -> float:
+    """CPU seconds so far of the engine's encoder threads (the batcher's workers)."""
+    return sum(
+        time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+        for thread in threading.enumerate()
+        if thread.name.startswith("batcher-") and thread.ident is not None
+    )
+
+
+def aa_control(limit_for: Callable[[float], float], spell_s: float, rounds: int) -> dict:
+    """The measurement's own noise: the limit interleaved with itself, in spells as long as
+    the segments and with the same statistics. Its spread is what the machine alone does to
+    a ratio that is truly 1.00."""
+    by_round = []
+    for _ in range(rounds):
+        first, second = limit_for(spell_s), limit_for(spell_s)
+        by_round.append((first * spell_s, spell_s, second * spell_s))
+    return {"rounds": rounds, "spell_s": spell_s, **ratio_figures(by_round)}
+
+
+def ratio_figures(by_round: list[tuple[float, float, float]]) -> dict[str, Any]:
+    """``by_round``: (images, seconds, limit's images in as long). The ratio of the totals
+    and the median of the rounds' ratios, each with a 90 % bootstrap interval over rounds.
+    The median is the one to read on this machine: its slow spells are heavy-tailed (a
+    spell at half speed now and then), and one of them moves a ratio of totals by itself."""
+    rounds = np.asarray(by_round, dtype=float)
+    ratios = rounds[:, 0] / rounds[:, 2]
+    picks = np.random.default_rng(0).integers(0, len(rounds), (5000, len(rounds)))
+    totals = rounds[picks, 0].sum(axis=1) / rounds[picks, 2].sum(axis=1)
+    medians = np.median(ratios[picks], axis=1)
+    return {
+        "x_limit": float(rounds[:, 0].sum() / rounds[:, 2].sum()),
+        "x_limit_90ci": _interval(totals),
+        "x_limit_median": float(np.median(ratios)),
+        "x_limit_median_90ci": _interval(medians),
+        "x_limit_by_round": ratios.tolist(),
+    }
+
+
+def _interval(samples: np.ndarray) -> tuple[float, float]:
+    low, high = np.percentile(samples, [5, 95])
+    return float(low), float(high)
 
 
 def encoder_figures(backbone: str) -> tuple[float, float]:
@@ -151,27 +236,40 @@ def bench_batch(
         folder = fill_folder(work, name, data, count)
         run = cli_run(store, folder, count)
         print(f"  batch  {name:6} CLI {run['img_s']:6.1f} img/s", flush=True)
-        rounds = 2 if quick else 6
-        # segments long enough that the pipeline's fill and drain are a few % of them
+        # many short rounds: the machine's speed drifts within seconds, the rounds average it
+        # out; each segment is still long enough that its fill and drain are a few %
+        segment, rounds = (count, 3) if quick else (min(count, 100), 16 if small else 12)
         limit = functools.partial(sustained_rate, tower, best)
-        run |= interleaved(store, folder, count, rounds, limit)
+        run |= interleaved(store, folder, segment, rounds, limit)
         # What the limit allows once this image's preprocessing shares the same cores.
         core_s = cores / run["limit_img_s"] + preprocess_ms[name] / 1000
         run["ceiling_img_s"] = cores / core_s
         runs[name] = run
         _print(name, run)
+        if small:
+            spell_s = run["segment_images"] / run["batch_img_s"]
+            control = aa_control(limit, spell_s, 3 if quick else 12)
+            runs["control: the limit against itself"] = control
+            _print("A/A", control)
         if not small and cores > 1:
             spare = Layout(1, cores - 1, best.batch)
             name = f"{name}, encoder on {cores - 1} of {cores} cores"
             limit = functools.partial(sustained_rate, tower, spare)
-            runs[name] = interleaved(store, folder, count, rounds, limit, cores - 1)
+            segment, rounds = (count, 3) if quick else (count // 2, 10)
+            runs[name] = interleaved(store, folder, segment, rounds, limit, cores - 1)
             _print(name, runs[name])
     return {"cores": cores, "runs": runs}
 
 
 def _print(name: str, run: dict[str, Any]) -> None:
+    low, high = run["x_limit_median_90ci"]
+    rates = (
+        f"{run['batch_img_s']:6.1f} img/s, limit {run['limit_img_s']:6.1f} img/s, "
+        if "batch_img_s" in run
+        else ""
+    )
     print(
-        f"  batch  {name:6} interleaved {run['batch_img_s']:6.1f} img/s, "
-        f"limit {run['limit_img_s']:6.1f} img/s: {run['x_limit']:.2f}x",
+        f"  batch  {name:6} interleaved {rates}x limit: totals {run['x_limit']:.2f}, "
+        f"median {run['x_limit_median']:.2f} (90% interval {low:.2f}-{high:.2f})",
         flush=True,
     )

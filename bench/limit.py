@@ -49,24 +49,29 @@ class Layout:
 
 def sustained_rate(tower: MeasuredEncoder, layout: Layout, seconds: float) -> float:
     """Images per second over ``seconds`` of back-to-back batches on ``layout.workers``
-    threads (this machine is noisy, so the limit is re-measured next to each server run)."""
+    threads (this machine is noisy, so the limit is re-measured next to each server run).
+
+    Each worker's images over its own busy time, summed: the workers finish their last
+    batches at different moments, and the idle tail after the first one stops is not the
+    encoder's limit (it cost a few % in spells of a few seconds)."""
     pixels = torch.zeros(layout.batch, 3, tower.image_size, tower.image_size)
     tower.encode(pixels, layout.threads)
-    done = [0] * layout.workers
+    spans = [(0, 0.0)] * layout.workers  # (images, seconds) per worker
     stop_at = time.perf_counter() + seconds
 
     def work(index: int) -> None:
+        start, images = time.perf_counter(), 0
         while time.perf_counter() < stop_at:
             tower.encode(pixels, layout.threads)
-            done[index] += layout.batch
+            images += layout.batch
+        spans[index] = (images, time.perf_counter() - start)
 
-    start = time.perf_counter()
     workers = [threading.Thread(target=work, args=(i,)) for i in range(layout.workers)]
     for thread in workers:
         thread.start()
     for thread in workers:
         thread.join()
-    return sum(done) / (time.perf_counter() - start)
+    return sum(images / busy for images, busy in spans if busy)
 
 
 def measure_limit(
