@@ -46,6 +46,12 @@ def gather(tensor: torch.Tensor, context: DistContext) -> torch.Tensor:
     return torch.cat(parts)
 
 
+def barrier(context: DistContext) -> None:
+    """Every rank waits here for the others (a no-op in one process)."""
+    if context.enabled:
+        dist.barrier()
+
+
 def shutdown(context: DistContext) -> None:
     if context.enabled and dist.is_initialized():
         dist.barrier()

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import random
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,7 +25,13 @@ from service.trainer.architectures import BuiltClip, build_clip
 from service.trainer.config import TrainConfig
 from service.trainer.crop import crop_samples
 from service.trainer.data import ImageDataset, RankScale, few_shot, read_samples
-from service.trainer.distributed import DistContext, gather, init_distributed, shutdown
+from service.trainer.distributed import (
+    DistContext,
+    barrier,
+    gather,
+    init_distributed,
+    shutdown,
+)
 from service.trainer.losses import ordinal_clip_loss
 from service.trainer.model import OrdinalClip
 from service.trainer.validation import encode_all, validate
@@ -216,6 +224,8 @@ class Trainer:
                     progress.best_mae,
                     progress.best_epoch,
                 )
+        # the main rank writes BEST; the others must not read it before it is complete
+        barrier(self.context)
         if (output / BEST).is_file():
             best = torch.load(output / BEST, map_location="cpu", weights_only=True)
             self.model.load_state_dict(best, strict=False)
@@ -294,6 +304,13 @@ class Trainer:
             "best_mae": progress.best_mae,
             "best_epoch": progress.best_epoch,
         }
-        torch.save(checkpoint, output / CHECKPOINT)
+        _save_atomically(checkpoint, output / CHECKPOINT)
         if improved:
-            torch.save(state, output / BEST)
+            _save_atomically(state, output / BEST)
+
+
+def _save_atomically(state: dict[str, Any], path: Path) -> None:
+    """A reader (``--resume``, another rank) sees the old file or the new one, never half."""
+    staging = path.with_name(f".{path.name}.partial")
+    torch.save(state, staging)
+    os.replace(staging, path)
