@@ -30,15 +30,12 @@ class Layout:
 
     # Cached: every output row starts from the columns, and every chunk is typed by them.
     @functools.cached_property
-    def _schema(self) -> pa.Schema:
-        return output_schema(list(self.models), self.distribution, self.faces)
-
     def schema(self) -> pa.Schema:
-        return self._schema
+        return output_schema(list(self.models), self.distribution, self.faces)
 
     @functools.cached_property
     def columns(self) -> list[str]:
-        return self._schema.names
+        return self.schema.names
 
     @functools.cached_property
     def blank_row(self) -> Row:
@@ -111,4 +108,4 @@ def image_rows(layout: Layout, path: str, result: ImageResult) -> list[Row]:
 
 
 def to_table(layout: Layout, rows: list[Row]) -> pa.Table:
-    return pa.Table.from_pylist(rows, schema=layout.schema())
+    return pa.Table.from_pylist(rows, schema=layout.schema)

@@ -109,7 +109,7 @@ class ParquetSink:
             return
         if self._writer is None:
             self._tmp = self.out / f".part-{uuid.uuid4().hex[:12]}.tmp"
-            self._writer = pq.ParquetWriter(self._tmp, self.layout.schema())
+            self._writer = pq.ParquetWriter(self._tmp, self.layout.schema)
             self._rows, self._opened = 0, time.monotonic()
         self._writer.write_table(to_table(self.layout, rows))
         self._rows += len(rows)

@@ -125,12 +125,22 @@ def atomic_dir(target: Path, fill: Callable[[Path], None]) -> None:
         os.rename(staging, target)
 
 
-def atomic_text(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` in one rename; readers see the old or the new file."""
+def atomic_file(path: Path, write: Callable[[Path], object]) -> None:
+    """Replace ``path`` with what ``write`` puts at a fresh staging path beside it, in one
+    rename: readers (another process, a resumed run) see the old file or the new one."""
     staging = _staging_name(path)
     try:
-        with staging.open("x") as handle:  # O_CREAT | O_EXCL, mode 0o666 & ~umask
-            handle.write(text)
+        write(staging)
         os.replace(staging, path)
     finally:
         staging.unlink(missing_ok=True)
+
+
+def atomic_text(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` in one rename; readers see the old or the new file."""
+
+    def write(staging: Path) -> None:
+        with staging.open("x") as handle:  # O_CREAT | O_EXCL, mode 0o666 & ~umask
+            handle.write(text)
+
+    atomic_file(path, write)

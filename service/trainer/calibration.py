@@ -15,8 +15,6 @@ engine serves it through ``TaskManifest.serving_logit_scale`` and ``interval_mas
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +23,7 @@ from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
 
 from service.registry import ModelStore, TaskManifest
+from service.registry.files import atomic_text
 from service.registry.manifest import Calibration
 from service.registry.store import sha256_of
 from service.trainer.data import read_samples
@@ -187,10 +186,6 @@ def split_list(
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, chosen in (("val_fit.txt", kept), ("calibration.txt", held)):
-        text = "".join(f"{s.path.resolve()} {s.rank}\n" for s in chosen)
-        fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{name}.")
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, out / name)
+        atomic_text(out / name, "".join(f"{s.path.resolve()} {s.rank}\n" for s in chosen))
         paths.append(out / name)
     return paths[0], paths[1]

@@ -9,8 +9,6 @@ detector runs once per image, not once per epoch.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Literal
 
@@ -18,6 +16,7 @@ from PIL import Image, ImageOps
 
 from service.engine.faces import FaceConfig, FaceCropper, build_cropper
 from service.engine.preprocess import to_rgb
+from service.registry.files import atomic_file
 from service.trainer.data import DataError, Sample
 
 log = logging.getLogger(__name__)
@@ -72,7 +71,4 @@ def crop_samples(
 
 def _write_atomically(image: Image.Image, target: Path) -> None:
     """DDP ranks write the same crops: each writes a private file and renames it in place."""
-    handle, temporary = tempfile.mkstemp(dir=target.parent, suffix=".png")
-    os.close(handle)
-    image.save(temporary, format="PNG")
-    os.replace(temporary, target)
+    atomic_file(target, lambda staging: image.save(staging, format="PNG"))

@@ -54,5 +54,5 @@ def barrier(context: DistContext) -> None:
 
 def shutdown(context: DistContext) -> None:
     if context.enabled and dist.is_initialized():
-        dist.barrier()
+        barrier(context)
         dist.destroy_process_group()

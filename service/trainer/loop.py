@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
-import os
 import random
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +20,7 @@ from torchvision import transforms
 from tqdm import tqdm
 
 from service.engine.matching import rank_logits
+from service.registry.files import atomic_file
 from service.trainer.architectures import BuiltClip, build_clip
 from service.trainer.config import TrainConfig
 from service.trainer.crop import crop_samples
@@ -304,13 +304,7 @@ class Trainer:
             "best_mae": progress.best_mae,
             "best_epoch": progress.best_epoch,
         }
-        _save_atomically(checkpoint, output / CHECKPOINT)
+        # written whole or not at all: `--resume` and the other ranks read them
+        atomic_file(output / CHECKPOINT, functools.partial(torch.save, checkpoint))
         if improved:
-            _save_atomically(state, output / BEST)
-
-
-def _save_atomically(state: dict[str, Any], path: Path) -> None:
-    """A reader (``--resume``, another rank) sees the old file or the new one, never half."""
-    staging = path.with_name(f".{path.name}.partial")
-    torch.save(state, staging)
-    os.replace(staging, path)
+            atomic_file(output / BEST, functools.partial(torch.save, state))
