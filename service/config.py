@@ -32,14 +32,17 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535, description="TCP port.")
     device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'.")
     precision: Precision = Field(
-        "auto", description="'auto' = fp16 on CUDA, bf16 on CPUs with bf16, else fp32."
+        "auto",
+        description="'auto' = fp16 on CUDA; on a CPU every precision it computes natively "
+        "(bf16, fp16 where present, fp32) is measured and the fastest that passes parity served.",
     )
     runtime: Literal["auto", "torch", "onnxruntime", "openvino", "openvino-int8"] = Field(
-        "torch",
-        description="Vision-tower runtime on the CPU: 'torch' (eager PyTorch), 'onnxruntime', "
-        "'openvino', 'openvino-int8' (NNCF post-training INT8), or 'auto' = measure torch and "
-        "every installed runtime that passes the parity gate at start-up, serve the fastest. "
-        "Exports are cached beside the backbone; a runtime that fails parity is not served.",
+        "auto",
+        description="Vision-tower runtime on the CPU: 'auto' = measure torch and every "
+        "installed runtime that passes the parity gate at start-up, serve the fastest (torch "
+        "when no other is installed); or 'torch' (eager PyTorch), 'onnxruntime', 'openvino', "
+        "'openvino-int8' (NNCF post-training INT8). Exports and measurements are cached "
+        "beside the backbone; a runtime that fails parity is not served.",
     )
     allow_int8: bool = Field(
         False, description="Let 'auto' consider openvino-int8 (it still has to pass parity)."
@@ -87,8 +90,9 @@ class Settings(BaseSettings):
     encoder_workers: int = Field(
         0,
         ge=0,
-        description="Forward-pass workers per backbone; 0 = 1 on CUDA, 2 on a "
-        "multi-core CPU (they split the cores under load; one alone uses them all).",
+        description="Forward-pass workers per backbone; 0 = measured at start-up on a CPU "
+        "(every even split of the cores is timed), 1 on CUDA. Under load they split the cores; "
+        "one alone uses them all, never more threads than cores.",
     )
     interval_level: float = Field(
         0.9, gt=0, lt=1, description="Probability mass of the reported central interval."

@@ -82,14 +82,15 @@ PREDICTED_POSITION = Histogram(
 )
 MODEL_INFO = Gauge(
     f"{PREFIX}_model_info",
-    "1 for each served task version.",
-    ["task", "version", "backbone", "device", "precision", "runtime"],
+    "1 for each served task version, with the runtime, precision and layout measured "
+    "fastest at start-up (layout: workers x intra-op threads, largest batch).",
+    ["task", "version", "backbone", "device", "precision", "runtime", "layout"],
 )
 RUNTIME_MEASURED = Gauge(
     f"{PREFIX}_runtime_measured_images_per_second",
-    "Start-up throughput of each runtime that passed parity (OCLIP_RUNTIME=auto serves the "
-    "fastest).",
-    ["backbone", "runtime"],
+    "Start-up throughput of each runtime/precision that passed parity, in its best layout "
+    "(finalists) or one screening round (the others); the fastest is served.",
+    ["backbone", "runtime", "precision"],
 )
 MODEL_LOAD_SECONDS = Gauge(
     f"{PREFIX}_model_load_seconds", "Time to load, build and warm up the registry."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,12 @@ from service.trainer.zeroshot import publish_zeroshot
 from tests.server_process import ROOT, RunningServer, serving
 
 __all__ = ["ROOT", "RunningServer"]
+
+# The served default is OCLIP_RUNTIME=auto (the fastest runtime that passes parity, measured
+# here). Tests that count the eager tower's forwards or compare exact figures need to know
+# which runtime serves, so the suite pins torch; the tests of the default itself unset it
+# (tests/unit/engine/test_layout_selection.py).
+os.environ.setdefault("OCLIP_RUNTIME", "torch")
 
 
 @pytest.fixture(scope="session")

@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from service.engine.admission import Reservation, check_room
 from service.engine.runtimes.base import Encoder
-from service.errors import Overloaded, ShuttingDown, TooManyImages, retry_after
+from service.errors import ShuttingDown
 
 log = logging.getLogger(__name__)
 
@@ -40,26 +41,6 @@ class _Item:
     enqueued: float = field(default_factory=time.perf_counter)
 
 
-class Reservation:
-    """Room for a request's images, held from admission until they are queued (or the
-    request fails before that, when :meth:`release` gives the room back)."""
-
-    def __init__(self, batcher: MicroBatcher, count: int) -> None:
-        self._batcher = batcher
-        self.count = count
-
-    def release(self) -> None:
-        count, self.count = self.count, 0
-        if count:
-            self._batcher._forget(count)
-
-    def resize(self, count: int) -> None:
-        """Hold room for ``count`` images instead (the faces found after decoding, each
-        encoded as one image): growing is admitted as a new request would be, shrinking
-        gives the room back at once."""
-        self._batcher._resize(self, count)
-
-
 class MicroBatcher:
     def __init__(
         self,
@@ -73,12 +54,17 @@ class MicroBatcher:
         workers: int = 1,
         cores: int | None = None,
         calibration_rounds: int = 2,
+        measured_img_s: float = 0.0,
         on_batch: BatchObserver | None = None,
     ) -> None:
         """``workers``: forward-pass threads. ``cores``: the CPU cores they share (None:
-        leave torch's setting alone, as on CUDA). A worker alone with an empty queue uses
-        every core, so a lone request is as fast as one forward can be; under load each
-        uses ``cores // workers`` intra-op threads and they run side by side."""
+        leave threads to the runtime, as on CUDA). Under load each worker uses
+        ``cores // workers`` intra-op threads and they run side by side; a worker alone
+        with an empty queue uses every core, so a lone request is as fast as one forward
+        can be. The cores are a budget: a worker waits rather than start a forward whose
+        threads would exceed it, since oversubscribed OpenMP teams stall at every barrier
+        (a 2-core machine served half its limit that way). ``measured_img_s``: the
+        throughput measured for this layout at start-up, which admission starts from."""
         self.name = name
         self._encoder = encoder
         self._calibration_rounds = calibration_rounds
@@ -92,7 +78,9 @@ class MicroBatcher:
         self._lock = threading.Lock()
         self._pending = 0  # reserved + queued + running images
         self._busy_workers = 0
-        self._rate = 0.0  # images per second, all workers together; 0 = not measured yet
+        self._cores_busy = 0  # intra-op threads of the forwards running now
+        self._cores_freed = threading.Condition(self._lock)
+        self._rate = measured_img_s  # images per second, all workers; 0 = not measured yet
         self._stopped = False
         self._workers = [
             threading.Thread(target=self._run, name=f"batcher-{name}-{i}", daemon=True)
@@ -176,18 +164,9 @@ class MicroBatcher:
         """``ahead``: other requests' images. Growing past the hard cap alone is 413."""
         if self._stopped:
             raise ShuttingDown()
-        if count > self.max_queued:
-            raise TooManyImages(
-                f"{count} images can never fit the encoder queue of {self.max_queued}"
-            )
-        wait = (self._pending + extra) / self._rate if self._rate > 0 else 0.0
-        if ahead and (self._pending + extra > self.max_queued or wait > self.target_wait_s):
-            drain_s = ahead / self._rate if self._rate > 0 else 1.0
-            raise Overloaded(
-                f"{ahead} images are ahead (about {drain_s:.1f} s of work at "
-                f"{self._rate:.1f} img/s; target wait {self.target_wait_s:g} s); retry later",
-                headers=retry_after(drain_s),
-            )
+        check_room(
+            count, extra, ahead, self._pending, self._rate, self.target_wait_s, self.max_queued
+        )
 
     def _forget(self, count: int) -> None:
         with self._lock:
@@ -275,18 +254,26 @@ class MicroBatcher:
 
     @contextmanager
     def _worker_slot(self) -> Iterator[tuple[int | None, int]]:
-        """(intra-op threads for this batch, workers that share the cores meanwhile)."""
-        with self._lock:
+        """(intra-op threads for this batch, workers that share the cores meanwhile), held
+        within the core budget."""
+        with self._cores_freed:
+            while True:
+                alone = self._busy_workers == 0 and self._queue.empty()
+                threads = self._cores if alone else self._threads_under_load()
+                if threads is None or self._cores is None:
+                    break
+                if self._cores_busy + threads <= self._cores:
+                    break
+                self._cores_freed.wait()
             self._busy_workers += 1
-            alone = self._busy_workers == 1 and self._queue.empty()
+            self._cores_busy += threads or 0
         try:
-            if alone:
-                yield self._cores, 1
-            else:
-                yield self._threads_under_load(), len(self._workers)
+            yield threads, (1 if alone else len(self._workers))
         finally:
-            with self._lock:
+            with self._cores_freed:
                 self._busy_workers -= 1
+                self._cores_busy -= threads or 0
+                self._cores_freed.notify_all()
 
 
 def _settle(item: _Item, outcome: torch.Tensor | BaseException) -> None:

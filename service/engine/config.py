@@ -13,18 +13,19 @@ from service.engine.preprocess import ACCEPTED_FORMATS, ImageLimits
 class EngineConfig:
     device: str = "auto"
     precision: str = "auto"
-    # runtime: torch | onnxruntime | openvino | openvino-int8 | auto (fastest that passes parity)
+    # runtime: torch | onnxruntime | openvino | openvino-int8 | auto (fastest that passes parity).
+    # The server's default is auto (service/config.py); built directly, an engine is eager torch.
     runtime: str = "torch"
     allow_int8: bool = False  # may auto choose openvino-int8
     int8_calibration_dir: Path | None = None  # images for INT8 quantisation; None = probe set
     # core: the micro-batcher and the tower
-    max_batch_size: int = 0  # 0 = measured at start-up
+    max_batch_size: int = 0  # 0 = measured at start-up, with the workers and threads
     max_batch_delay_ms: float = 2.0
     # timed passes over the batch sizes at start-up; more give a surer choice on a noisy
     # machine at the cost of start-up time (a batch job can afford it, a pod restart less)
     calibration_rounds: int = 2
-    encoder_workers: int = 0  # 0 = 1 on CUDA, 2 on a multi-core CPU
-    cpu_cores: int = 0  # cores the encoder workers share; 0 = all
+    encoder_workers: int = 0  # 0 = measured at start-up (1 on CUDA and for own-pool runtimes)
+    cpu_cores: int = 0  # cores the encoder workers share; 0 = all this process may use
     gil_switch_interval_ms: float | None = None
     # admission: by expected wait, with a hard cap on the image count
     target_wait_s: float = 2.0
@@ -39,10 +40,12 @@ class EngineConfig:
 
     @staticmethod
     def offline(precision: str = "fp32", max_pixels: int = 10**9) -> EngineConfig:
-        """For batch jobs and evaluation: CPU, generous limits, every accepted format."""
+        """For batch jobs and evaluation: CPU, eager torch (the reference the other runtimes
+        are gated against), generous limits, every accepted format."""
         return EngineConfig(
             device="cpu",
             precision=precision,
+            runtime="torch",
             max_batch_size=32,
             calibration_rounds=6,
             target_wait_s=float("inf"),

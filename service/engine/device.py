@@ -27,31 +27,41 @@ class Placement:
 
 def cpu_supports_bf16() -> bool:
     """True where the CPU has native bf16 dot products (AVX512-BF16 or AMX), Linux only."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(flag in flags for flag in ("avx512_bf16", "amx_bf16"))
+    return "bf16" in native_precisions()
 
 
 def configure_threads(threads: int, gil_switch_interval_s: float | None = None) -> int:
     """Intra-op threads for torch (0 = one per core), and optionally Python's GIL switch
     interval: forward passes in worker threads need the GIL between ops, so a short interval
     keeps the event loop from stalling them. Returns the number of threads set."""
-    count = threads or os.cpu_count() or 1
+    count = threads or usable_cores()
     torch.set_num_threads(count)
     if gil_switch_interval_s is not None:
         sys.setswitchinterval(gil_switch_interval_s)
     return count
 
 
-def encoder_layout(placement: Placement, workers: int, threads: int) -> tuple[int, int | None]:
-    """(workers, cores they share) for a backbone's batcher. On CUDA one worker feeds the
-    GPU and torch's CPU threads are left alone; on a CPU, 'auto' is two workers."""
-    if placement.device.type != "cpu":
-        return workers or 1, None
-    cores = threads or os.cpu_count() or 1
-    return workers or (2 if cores >= 2 else 1), cores
+def usable_cores() -> int:
+    """The cores this process may run on (``taskset``, a container's cpuset), not the
+    machine's: a pod pinned to one core must not lay out two workers of one thread each."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def native_precisions() -> list[str]:
+    """Float precisions this CPU computes natively, fastest first (fp32 always)."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        flags = set()
+    native = []
+    if flags & {"amx_bf16", "avx512_bf16"}:
+        native.append("bf16")
+    if flags & {"amx_fp16", "avx512_fp16"}:
+        native.append("fp16")
+    return [*native, "fp32"]
 
 
 def resolve_placement(device: str = "auto", precision: str = "auto") -> Placement:

@@ -78,11 +78,13 @@ class InferenceEngine:
         self._pre = pre
 
     # -- life cycle ----------------------------------------------------------------------
-    def start(self, calibrate_batch_size: bool) -> None:
-        """Warm every tower, measure its throughput (and batch size), start its workers."""
+    def start(self) -> None:
+        """Warm every tower and start its workers (in the layout measured when it was built;
+        a batcher built without a measured rate measures its own first)."""
         for runtime in self.backbones.values():
             runtime.tower.warm_up()
-            runtime.batcher.calibrate(search_batch_size=calibrate_batch_size)
+            if runtime.batcher.throughput <= 0:
+                runtime.batcher.calibrate(search_batch_size=False)
             runtime.batcher.start()
 
     def stop(self) -> None:

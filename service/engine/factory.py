@@ -24,7 +24,7 @@ from service.engine.faces import build_cropper
 from service.engine.post import TaskRuntime
 from service.engine.pre import PreStage
 from service.engine.preprocess import Preprocessor
-from service.engine.runtimes.select import select_encoder
+from service.engine.runtimes.select import Search, select_encoder
 from service.registry import LoadedBackbone, LoadedTask, ModelStore, RegistrySnapshot
 
 log = logging.getLogger(__name__)
@@ -36,33 +36,42 @@ def build_backbone(
     config: EngineConfig,
     tasks: Sequence[LoadedTask] = (),
 ) -> BackboneRuntime:
-    """A tower on the runtime ``config.runtime`` chooses (parity judged on ``tasks``), its
-    eval transform, its (not yet started) batcher in the layout that runtime suits, and its
+    """A tower on the runtime, precision and layout measured fastest here (parity judged on
+    ``tasks``), its eval transform, its (not yet started) batcher in that layout, and its
     face cropper."""
+    search = Search(
+        workers=config.encoder_workers,
+        cores=config.cpu_cores,
+        batch_size=config.max_batch_size,
+        rounds=config.calibration_rounds,
+        # a batch slower than half the target wait would break admission on its own
+        max_batch_s=config.target_wait_s / 2,
+    )
     tower = select_encoder(
         loaded,
         placement,
         config.runtime,
         tasks,
-        workers=config.encoder_workers,
-        cores=config.cpu_cores,
+        search,
+        precision=config.precision,
         allow_int8=config.allow_int8,
         int8_calibration_dir=config.int8_calibration_dir,
-        calibration_rounds=config.calibration_rounds,
     )
     preprocess = Preprocessor(loaded.manifest.preprocess, config.limits)
     faces = build_cropper(config.faces, preprocess.image_size)
-    workers, cores = tower.layout(config.encoder_workers, config.cpu_cores)
+    assert tower.runtime_info.layout is not None  # select_encoder always measures one
+    choice = tower.runtime_info.layout
     batcher = MicroBatcher(
         tower,
         name=loaded.manifest.id,
-        max_batch_size=config.max_batch_size or 1,
+        max_batch_size=choice.layout.batch_size,
         max_batch_delay_s=config.max_batch_delay_ms / 1000.0,
         target_wait_s=config.target_wait_s,
         max_queued=config.max_queued_images,
-        workers=workers,
-        cores=cores,
+        workers=choice.layout.workers,
+        cores=choice.layout.cores,
         calibration_rounds=config.calibration_rounds,
+        measured_img_s=choice.img_s,
         on_batch=functools.partial(observe_batch, loaded.manifest.id),
     )
     return BackboneRuntime(loaded.manifest, tower, preprocess, batcher, faces)
@@ -108,7 +117,7 @@ def build_engine(snapshot: RegistrySnapshot, config: EngineConfig) -> InferenceE
     )
     with ExitStack() as cleanup:
         cleanup.callback(engine.stop)
-        engine.start(calibrate_batch_size=config.max_batch_size == 0)
+        engine.start()
         cleanup.pop_all()
     return engine
 

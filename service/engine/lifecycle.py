@@ -200,8 +200,10 @@ def _publish(engine: InferenceEngine) -> None:
             lambda b=batcher: b.expected_wait_s
         )
         metrics.THROUGHPUT.labels(backbone_id).set_function(lambda b=batcher: b.throughput)
-        for name, rate in runtime.tower.runtime_info.measured_img_s.items():
-            metrics.RUNTIME_MEASURED.labels(backbone_id, name).set(rate)
+        info = runtime.tower.runtime_info
+        for label, rate in {**info.screened_img_s, **info.measured_img_s}.items():
+            name, _, precision = label.partition("/")
+            metrics.RUNTIME_MEASURED.labels(backbone_id, name, precision).set(rate)
     for name, task in engine.tasks.items():
         manifest = task.manifest
         tower = engine.backbones[manifest.backbone].tower
@@ -213,5 +215,6 @@ def _publish(engine: InferenceEngine) -> None:
             str(tower.placement.device),
             info.precision,
             info.name,
+            str(info.layout.layout) if info.layout else "",
         ).set(1)
         metrics.TASK_CALIBRATED.labels(name).set(int(manifest.calibration is not None))

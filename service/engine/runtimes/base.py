@@ -10,14 +10,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
 
-from service.engine.device import Placement, encoder_layout
+from service.engine.device import Placement, usable_cores
+from service.engine.runtimes.layout import LayoutChoice, search_layouts, worker_shapes
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +56,17 @@ class RuntimeInfo:
     name: str  # torch | onnxruntime | openvino | openvino-int8
     precision: str  # fp32 | bf16 | fp16 | int8
     requested: str = "torch"  # the OCLIP_RUNTIME asked for
-    measured_img_s: dict[str, float] = field(default_factory=dict)  # candidates that passed
+    # every candidate that passed parity ("runtime/precision"), in its best layout
+    measured_img_s: dict[str, float] = field(default_factory=dict)
+    # the others that passed: one timed round at a small batch, not enough to be finalists
+    screened_img_s: dict[str, float] = field(default_factory=dict)
     parity: dict[str, dict[str, Any]] = field(default_factory=dict)  # every gated candidate
     note: str | None = None
+    layout: LayoutChoice | None = None  # the layout served and every layout's figure
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}/{self.precision}"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -65,7 +74,9 @@ class RuntimeInfo:
             "precision": self.precision,
             "requested": self.requested,
             "measured_img_s": {k: round(v, 2) for k, v in self.measured_img_s.items()},
+            "screened_img_s": {k: round(v, 2) for k, v in self.screened_img_s.items()},
             "parity": self.parity,
+            **({"layout": self.layout.as_dict()} if self.layout else {}),
             **({"note": self.note} if self.note else {}),
         }
 
@@ -85,16 +96,12 @@ class MeasuredEncoder:
     def encode(self, pixels: torch.Tensor, intra_op_threads: int | None = None) -> torch.Tensor:
         raise NotImplementedError
 
-    def layout(self, workers: int, cores: int) -> tuple[int, int | None]:
-        """(batcher workers, cores they share; None = leave threads to the runtime).
-
-        Eager torch splits the cores between two workers under load. A runtime with its own
-        pool gets one worker (unless the operator says otherwise) so that two pools never
-        fight over the same cores.
-        """
-        if self.own_thread_pool:
-            return workers or 1, None
-        return encoder_layout(self.placement, workers, cores)
+    def shapes(self, workers: int, cores: int) -> list[tuple[int, int | None]]:
+        """The (workers, intra-op threads) pairs worth timing for this encoder on ``cores``
+        cores (0: all usable); ``workers`` > 0 is the operator's and is kept."""
+        if self.placement.device.type != "cpu":
+            return [(workers or 1, None)]
+        return worker_shapes(cores or usable_cores(), workers, self.own_thread_pool)
 
     def throughput(
         self,
@@ -110,6 +117,33 @@ class MeasuredEncoder:
         best = min(self._round(batch_size, intra_op_threads, workers) for _ in range(repeats))
         return workers * batch_size / best
 
+    def calibrate_layout(
+        self,
+        shapes: Sequence[tuple[int, int | None]],
+        *,
+        batch_size: int = 0,
+        rounds: int = 2,
+        limit: int = 64,
+        budget_s: float = 0.5,
+        max_batch_s: float = float("inf"),
+    ) -> LayoutChoice:
+        """The fastest layout among ``shapes`` x batch sizes (see :func:`search_layouts`),
+        memoized: the same question asked twice (screening, then serving) is timed once."""
+        key = (tuple(shapes), batch_size, rounds, limit, budget_s, max_batch_s)
+        known: dict[tuple, LayoutChoice] = self.__dict__.setdefault("_layouts", {})
+        if key not in known:
+            known[key] = search_layouts(
+                self._round,
+                shapes,
+                batch_size=batch_size,
+                rounds=rounds,
+                limit=limit,
+                budget_s=budget_s,
+                max_batch_s=max_batch_s,
+                label=f"{self.backbone_id} ({self.runtime_info.label})",
+            )
+        return known[key]
+
     def calibrate_batch_size(
         self,
         intra_op_threads: int | None = None,
@@ -124,41 +158,13 @@ class MeasuredEncoder:
         Measured with every worker at once because workers that share a machine's caches and
         memory bandwidth gain more from a bigger batch than one alone: on a 2-core Xeon,
         ViT-B/16 on one worker ran batch 1 and 4 at about the same rate, on two workers 40 %
-        apart. An untimed pass doubles the size from 1 until one round takes longer than
-        ``budget_s`` (bounding start-up time) or ``limit``; then ``rounds`` timed passes
-        visit every size in turn, so a slow spell of a shared machine hits all sizes alike.
-        The largest best size is not a latency cost: a lone request never waits for a full
-        batch, only ``max_batch_delay_ms`` for company. Sizes within 3 % of the best count as
-        equal and the smallest of them wins.
+        apart. The largest best size is not a latency cost: a lone request never waits for a
+        full batch, only ``max_batch_delay_ms`` for company.
         """
-        key = (intra_op_threads, workers, limit, budget_s, rounds)
-        known: dict[tuple, Calibration] = self.__dict__.setdefault("_calibrations", {})
-        if key in known:  # auto selection measured this layout already; the batcher asks again
-            return known[key]
-        sizes = []
-        size = 1
-        while size <= limit:
-            sizes.append(size)
-            if self._round(size, intra_op_threads, workers) > budget_s:
-                break
-            size *= 2
-        seconds = dict.fromkeys(sizes, 0.0)
-        for _ in range(rounds):
-            for size in sizes:
-                seconds[size] += self._round(size, intra_op_threads, workers)
-        rates = {size: workers * size * rounds / seconds[size] for size in sizes}
-        best = max(rates.values())
-        chosen = min(size for size, rate in rates.items() if rate >= 0.97 * best)
-        log.info(
-            "batch-size calibration on %s (%s, %d worker(s)): %s -> %d",
-            self.backbone_id,
-            self.runtime_info.name,
-            workers,
-            ", ".join(f"{size}: {rate:.1f} img/s" for size, rate in rates.items()),
-            chosen,
+        choice = self.calibrate_layout(
+            [(workers, intra_op_threads)], rounds=rounds, limit=limit, budget_s=budget_s
         )
-        known[key] = Calibration(chosen, rates[chosen])
-        return known[key]
+        return Calibration(choice.layout.batch_size, choice.img_s)
 
     def _round(self, batch_size: int, intra_op_threads: int | None, workers: int) -> float:
         """Seconds for ``workers`` threads, released together, to encode a batch each."""

@@ -11,14 +11,14 @@ import torch
 from service.engine.device import Placement
 from service.engine.runtimes.base import MeasuredEncoder, RuntimeInfo, normalized
 
-HINTS = {"fp32": "f32", "bf16": "bf16"}
+HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 
 
 class OpenVinoEncoder(MeasuredEncoder):
     """Features from an OpenVINO IR compiled for latency: one stream over ``threads`` cores,
     so one batcher worker keeps it busy and nothing else competes for the cores.
 
-    ``precision`` is the inference precision for float layers ("fp32" or "bf16"); an INT8
+    ``precision`` is the inference precision for float layers ("fp32", "bf16" or "fp16"); an INT8
     IR keeps its quantised layers in int8 whatever it is.
     """
 

@@ -39,7 +39,6 @@ class BuildContext:
     reference: torch.nn.Module  # the tower in float32 on the CPU, eval mode
     cache: ExportCache
     threads: int  # cores the runtime's own pool may use
-    float_precision: str  # "bf16" where the CPU has it and the operator allows, else "fp32"
     calibration: torch.Tensor  # normalised images for INT8 quantisation
 
     @property
@@ -76,21 +75,21 @@ class BuildContext:
         return folder / IR_FILE
 
 
-def _onnxruntime(ctx: BuildContext) -> MeasuredEncoder:
+def _onnxruntime(ctx: BuildContext, precision: str) -> MeasuredEncoder:
     from service.engine.runtimes.onnx_runtime import OnnxRuntimeEncoder
 
     return OnnxRuntimeEncoder(ctx.loaded.manifest.id, ctx.image_size, ctx.onnx, ctx.threads)
 
 
-def _openvino(ctx: BuildContext) -> MeasuredEncoder:
+def _openvino(ctx: BuildContext, precision: str) -> MeasuredEncoder:
     from service.engine.runtimes.openvino_runtime import OpenVinoEncoder
 
     return OpenVinoEncoder(
-        ctx.loaded.manifest.id, ctx.image_size, ctx.openvino_ir, ctx.threads, ctx.float_precision
+        ctx.loaded.manifest.id, ctx.image_size, ctx.openvino_ir, ctx.threads, precision
     )
 
 
-def _openvino_int8(ctx: BuildContext) -> MeasuredEncoder:
+def _openvino_int8(ctx: BuildContext, precision: str) -> MeasuredEncoder:
     from service.engine.runtimes.openvino_runtime import OpenVinoEncoder
 
     return OpenVinoEncoder(
@@ -105,12 +104,15 @@ def _openvino_int8(ctx: BuildContext) -> MeasuredEncoder:
 
 @dataclass(frozen=True)
 class RuntimeSpec:
-    """An optional runtime: the modules it imports, the extra that installs them, a builder."""
+    """An optional runtime: the modules it imports, the extra that installs them, a builder
+    (context, precision), and the precisions it can serve (those the CPU has natively are
+    candidates)."""
 
     name: str
     modules: tuple[str, ...]
     extra: str
-    build: Callable[[BuildContext], MeasuredEncoder]
+    build: Callable[[BuildContext, str], MeasuredEncoder]
+    precisions: tuple[str, ...] = ("fp32",)
 
     def missing(self) -> str | None:
         """Why this runtime cannot run here (None when every module imports)."""
@@ -129,9 +131,19 @@ RUNTIMES: dict[str, RuntimeSpec] = {
     spec.name: spec
     for spec in (
         RuntimeSpec("onnxruntime", ("onnxruntime", "onnx", "onnxscript"), "onnx", _onnxruntime),
-        RuntimeSpec("openvino", ("openvino", "onnx", "onnxscript"), "openvino", _openvino),
         RuntimeSpec(
-            "openvino-int8", ("openvino", "onnx", "onnxscript", "nncf"), "openvino", _openvino_int8
+            "openvino",
+            ("openvino", "onnx", "onnxscript"),
+            "openvino",
+            _openvino,
+            ("bf16", "fp16", "fp32"),
+        ),
+        RuntimeSpec(
+            "openvino-int8",
+            ("openvino", "onnx", "onnxscript", "nncf"),
+            "openvino",
+            _openvino_int8,
+            ("int8",),
         ),
     )
 }

@@ -225,6 +225,44 @@ def test_workers_split_the_cores_under_load_and_a_lone_batch_gets_them_all() -> 
     assert max(encoder.batch_sizes) <= 2
 
 
+class ThreadCountingEncoder(RecordingEncoder):
+    """Records the intra-op threads of every forward running at once."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__(delay_s=delay_s)
+        self.threads_now = self.most_threads = 0
+
+    def encode(self, pixels: torch.Tensor, intra_op_threads: int | None = None) -> torch.Tensor:
+        with self.lock:
+            self.threads_now += intra_op_threads or 0
+            self.most_threads = max(self.most_threads, self.threads_now)
+        try:
+            return super().encode(pixels, intra_op_threads)
+        finally:
+            with self.lock:
+                self.threads_now -= intra_op_threads or 0
+
+
+def test_forwards_never_run_more_threads_than_cores() -> None:
+    """A lone batch takes every core; a second worker that wakes meanwhile waits for them
+    instead of starting a forward beside it (oversubscribed OpenMP teams stall)."""
+    encoder = ThreadCountingEncoder(delay_s=0.03)
+    batcher = make(encoder, max_batch_size=1, max_batch_delay_s=0.0, workers=2, cores=2)
+
+    async def trickle() -> None:
+        for round_ in range(6):  # each wave begins with one request alone, then company
+            first = asyncio.ensure_future(encode(batcher, [marker(float(round_))]))
+            await asyncio.sleep(0.005)
+            await asyncio.gather(first, *(encode(batcher, [marker(1.0)]) for _ in range(3)))
+
+    asyncio.run(trickle())
+    batcher.stop()
+    assert 2 in encoder.threads  # a lone batch got both cores
+    assert 1 in encoder.threads  # under load each worker took one
+    assert encoder.most_threads <= 2
+    assert encoder.most_running == 2  # the two workers still ran side by side
+
+
 FAULTS: dict[str, Callable[[torch.Tensor], BaseException | None]] = {
     "exception": lambda pixels: RuntimeError("encoder exploded"),
     "base_exception": lambda pixels: Boom("worker-killing failure"),

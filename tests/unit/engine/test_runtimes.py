@@ -82,17 +82,20 @@ def test_every_installed_runtime_is_gated_against_torch_fp32(
     encoder = select_encoder(
         backbone, Placement(torch.device("cpu"), "bf16"), runtime, tasks, allow_int8=True
     )
-    report = encoder.runtime_info.parity[runtime]
-    floor = 0.9999 if report["precision"] == "fp32" else 0.999
-    assert report["passed"] == (
-        report["min_cosine"] >= floor and report["max_value_shift"] <= 0.005
-    )
-    if report["passed"]:
+    reports = {k: r for k, r in encoder.runtime_info.parity.items() if k.startswith(runtime + "/")}
+    assert reports  # every precision of this runtime native here was gated
+    for report in reports.values():
+        floor = 0.9999 if report["precision"] == "fp32" else 0.999
+        assert report["passed"] == (
+            report["min_cosine"] >= floor and report["max_value_shift"] <= 0.005
+        )
+    if any(report["passed"] for report in reports.values()):
         assert encoder.runtime_info.name == runtime
+        assert reports[encoder.runtime_info.label]["passed"]
     else:  # not served: torch is
         assert encoder.runtime_info.name == "torch"
     if runtime in ("onnxruntime", "openvino"):
-        assert report["passed"], report
+        assert reports[f"{runtime}/fp32"]["passed"], reports
 
 
 def test_gate_refuses_a_different_model(
@@ -153,9 +156,11 @@ def test_auto_serves_the_fastest_that_passed(store: ModelStore) -> None:
     backbone, tasks = loaded(store)
     encoder = select_encoder(backbone, CPU, "auto", tasks)
     info = encoder.runtime_info
-    assert set(info.measured_img_s) == {n for n, r in info.parity.items() if r["passed"]}
-    assert info.name == max(info.measured_img_s, key=info.measured_img_s.__getitem__)
-    assert "openvino-int8" not in info.parity  # INT8 is opt-in
+    timed = {**info.measured_img_s, **info.screened_img_s}
+    assert set(timed) == {n for n, r in info.parity.items() if r["passed"]}
+    assert info.label == max(info.measured_img_s, key=info.measured_img_s.__getitem__)
+    assert info.layout is not None and info.layout.img_s == info.measured_img_s[info.label]
+    assert not any(label.startswith("openvino-int8") for label in info.parity)  # opt-in
 
 
 @pytest.mark.skipif("onnxruntime" not in INSTALLED, reason="the onnx extra is not installed")
@@ -167,11 +172,14 @@ def test_the_engine_reports_its_runtime_in_models_and_metrics(store: ModelStore)
         info = ModelInfo.of(*engine.describe("age"))
         assert info.backbone.runtime is not None
         assert info.backbone.runtime["name"] == "onnxruntime"
-        assert info.backbone.runtime["parity"]["onnxruntime"]["passed"] is True
+        assert info.backbone.runtime["parity"]["onnxruntime/fp32"]["passed"] is True
+        assert info.backbone.runtime["layout"]["batch_size"] == 2  # the operator's size
         _publish(engine)
         text = generate_latest().decode()
-        assert 'precision="fp32",runtime="onnxruntime"' in text
-        assert text.count('runtime="onnxruntime"') == len(engine.tasks)
+        assert 'layout="1xpool b2",precision="fp32",runtime="onnxruntime"' in text
+        served = [line for line in text.splitlines() if line.startswith("oclip_model_info{")]
+        assert len(served) == len(engine.tasks)
+        assert all('runtime="onnxruntime"' in line for line in served)
     finally:
         engine.stop()
 
@@ -193,7 +201,7 @@ def test_parity_on_vit_b16(tmp_path_factory: pytest.TempPathFactory, runtime: st
         )
     backbone, tasks = loaded(ModelStore(root))
     placement = resolve_placement("cpu", "auto")
-    encoder = select_encoder(backbone, placement, runtime, tasks)
-    report = encoder.runtime_info.parity[runtime]
+    encoder = select_encoder(backbone, placement, runtime, tasks, precision=placement.precision)
+    report = encoder.runtime_info.parity[f"{runtime}/{placement.precision}"]
     assert report["passed"], report
     assert encoder.runtime_info.name == runtime
