@@ -68,3 +68,55 @@ async def hammer(
     async with httpx.AsyncClient(base_url=url, timeout=60) as client:
         await asyncio.gather(*(loop(client) for _ in range(clients)))
     return outcome
+
+
+@dataclass
+class DrainOutcome:
+    """What clients that never give up saw around a SIGTERM: answers by status, clean
+    refusals of new connections, and every request lost otherwise (reset, closed without
+    an answer), split by whether it was sent before or after the signal."""
+
+    statuses: Counter[str] = field(default_factory=Counter)
+    refused: int = 0
+    lost_before: list[str] = field(default_factory=list)
+    lost_after: list[str] = field(default_factory=list)
+
+
+async def storm(
+    url: str,
+    files: list,
+    clients: int,
+    signalled: asyncio.Event,
+    gone: asyncio.Event,
+    fresh_connections: bool,
+    pause_s: float = 0.01,
+) -> DrainOutcome:
+    """``clients`` loops that post until ``gone`` is set, whatever they get: after a 503
+    they post again (on a new connection when told ``Connection: close``), after a refused
+    connection they try again ``pause_s`` later. A request is sent "before" when
+    ``signalled`` was not yet set as it left."""
+    outcome = DrainOutcome()
+
+    async def send(client: httpx.AsyncClient) -> httpx.Response:
+        if not fresh_connections:
+            return await client.post("/v1/age/predict", files=files)
+        async with httpx.AsyncClient(base_url=url, timeout=60) as once:
+            return await once.post("/v1/age/predict", files=files)
+
+    async def loop() -> None:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            while not gone.is_set():
+                before = not signalled.is_set()
+                try:
+                    response = await send(client)
+                except httpx.ConnectError:
+                    outcome.refused += 1
+                    await asyncio.sleep(pause_s)
+                    continue
+                except httpx.TransportError as exc:
+                    (outcome.lost_before if before else outcome.lost_after).append(repr(exc))
+                    continue
+                outcome.statuses[str(response.status_code)] += 1
+
+    await asyncio.gather(*(loop() for _ in range(clients)))
+    return outcome

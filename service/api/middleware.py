@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -18,6 +19,10 @@ from service.logs import request_id as current_request_id
 log = logging.getLogger("service.access")
 
 REQUEST_ID_HEADER = b"x-request-id"
+# While draining, a refusal reads at most this much of an unread body, for at most this
+# long, so that its connection can close without a reset.
+DRAIN_BODY_BYTES = 16 << 20
+DRAIN_BODY_S = 1.0
 _SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 
 
@@ -48,9 +53,11 @@ class RequestContextMiddleware:
     """Tags each request with an id (the client's ``X-Request-ID`` if sane) and its arrival
     time, records its route-level count, status and latency, and turns any unhandled
     exception into a JSON 500 that still carries the request id. While the server drains,
-    responses say ``Connection: close`` so keep-alive clients reconnect elsewhere; but only
-    once the request's body has been received, since closing a socket that still has
-    unread upload bytes makes the kernel reset it, and the client would lose the 503."""
+    responses say ``Connection: close`` so keep-alive clients reconnect elsewhere. Closing
+    a socket that still has unread upload bytes makes the kernel reset it (the client would
+    lose its 503), so a refusal sent before the body was read first reads the rest of it,
+    within DRAIN_BODY_S and DRAIN_BODY_BYTES; a body that does not arrive in time keeps its
+    connection open instead."""
 
     def __init__(self, app: ASGIApp, in_flight: InFlight, draining: Callable[[], bool]) -> None:
         self.app = app
@@ -80,12 +87,26 @@ class RequestContextMiddleware:
                 body_received = True
             return message
 
+        async def drain_body() -> bool:
+            """Read and drop what is left of the body; True once all of it is in."""
+            read = 0
+            try:
+                async with asyncio.timeout(DRAIN_BODY_S):
+                    while not body_received and read <= DRAIN_BODY_BYTES:
+                        message = await receive_tracked()
+                        if message["type"] == "http.disconnect":
+                            return False
+                        read += len(message.get("body", b""))
+            except TimeoutError:
+                return False
+            return body_received
+
         async def send_with_id(message: Message) -> None:
             nonlocal status, started
             if message["type"] == "http.response.start":
                 status, started = message["status"], True
                 sent = [*message.get("headers", []), (REQUEST_ID_HEADER, request_id)]
-                if self.draining() and body_received:
+                if self.draining() and (body_received or await drain_body()):
                     sent.append((b"connection", b"close"))
                 message["headers"] = sent
             await send(message)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import signal
 import time
@@ -15,7 +16,7 @@ import torch
 from service.registry import ModelStore
 from service.registry.store import ACTIVE_POINTER, PROTOTYPES_FILE
 from tests import corpus, images
-from tests.load_client import hammer
+from tests.load_client import DrainOutcome, hammer, storm
 from tests.server_process import start_server, stop_server
 
 pytestmark = pytest.mark.slow
@@ -68,6 +69,46 @@ def test_sigterm_under_load_answers_every_accepted_request(
     assert set(outcome.statuses) <= {"200", "503"}
     assert outcome.statuses["200"] > 0  # 503s come only if a client raced the drain delay
     assert len(set(round(a, 6) for a in outcome.answers)) == 1  # every answer correct
+
+
+DRAIN_RUNS = int(os.environ.get("OCLIP_DRAIN_RUNS", "1"))  # make soak-style: 10 in a row
+
+
+@pytest.mark.parametrize("run", range(DRAIN_RUNS))
+@pytest.mark.parametrize("connections", ["keep-alive", "fresh"])
+def test_sigterm_resets_no_connection_of_clients_that_keep_posting(
+    store: ModelStore, tmp_path: Path, connections: str, run: int
+) -> None:
+    """16 clients that never give up (after a 503 they post again, after a refused
+    connection they reconnect): no request sent before the signal is lost, at most one
+    after it (a connection the kernel completes in the instant the listener closes), and
+    the server still exits 0 well within its grace, not at its end."""
+    env = {"OCLIP_SHUTDOWN_DELAY_S": "1", "OCLIP_SHUTDOWN_GRACE_S": "30"}
+    server = start_server(store.root, tmp_path / "log", env)
+
+    async def scenario() -> tuple[DrainOutcome, float]:
+        signalled, gone = asyncio.Event(), asyncio.Event()
+        load = asyncio.ensure_future(
+            storm(server.url, FILES, 16, signalled, gone, connections == "fresh")
+        )
+        await asyncio.sleep(1.5)
+        server.process.send_signal(signal.SIGTERM)
+        signalled.set()
+        began = time.monotonic()
+        while server.process.poll() is None and time.monotonic() - began < 60:
+            await asyncio.sleep(0.05)
+        exited_after = time.monotonic() - began
+        await asyncio.sleep(0.3)  # clients see the refusals of a closed port
+        gone.set()
+        return await load, exited_after
+
+    outcome, exited_after = asyncio.run(scenario())
+    assert server.process.wait(timeout=10) == 0, server.log_text()[-3000:]
+    assert outcome.lost_before == [], outcome.lost_before
+    assert len(outcome.lost_after) <= 1, outcome.lost_after
+    assert outcome.statuses["200"] > 0 and set(outcome.statuses) <= {"200", "503"}
+    assert outcome.refused > 0  # the clients really kept trying until the port closed
+    assert exited_after < 30  # the drain ended on quiet, not by running out its grace
 
 
 def test_reload_under_load_fails_no_request(store: ModelStore, tmp_path: Path) -> None:
