@@ -99,11 +99,11 @@ def candidates_for(
                 raise ValueError(f"runtime {name} asked for, but {missing}")
             log.info("runtime %s is not a candidate: %s", name, missing)
             continue
-        for precision in spec.precisions:
-            if precision in precisions or precision == "int8":
-                found.append(
-                    Candidate(
-                        f"{name}/{precision}", lambda s=spec, p=precision: s.build(shared(), p)
-                    )
-                )
+        served = [p for p in spec.precisions if p in precisions or p == "int8"]
+        if not served and runtime == name:  # named, but not at that precision: its most exact
+            served = [spec.precisions[-1]]
+            log.warning("runtime %s has no %s: it serves %s", name, "/".join(precisions), served[0])
+        found.extend(
+            Candidate(f"{name}/{p}", lambda s=spec, p=p: s.build(shared(), p)) for p in served
+        )
     return found
