@@ -1,14 +1,13 @@
 """``python -m bench [--quick]``: in-process limit vs our server vs baselines, one machine.
 
-Writes bench/results/bench.json, bench.md and bench.png.
+Prints the CPU's features and the layout the server chose with every candidate's figure;
+writes bench.json, bench.md and bench.png under bench/results/<machine kind>/.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
@@ -18,9 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.batch import bench_batch
-from bench.limit import Layout, load_tower, measure_limit, sustained_rate
+from bench.limit import load_tower, measure_limit, sustained_rate
 from bench.load import run_load
-from bench.report import markdown, plot
+from bench.machine import machine, results_dir
+from bench.report import layout_lines, markdown, plot
+from service.engine.device import usable_cores
+from service.engine.runtimes.layout import EncoderLayout
 from tests import images
 from tests.server_process import (
     ROOT,
@@ -56,19 +58,7 @@ def ensure_store(backbone: str) -> Path:
     return store
 
 
-def machine() -> str:
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    return f"{os.cpu_count()} cores, {model}, no GPU"
-
-
-def start(name: str, store: Path, layout: Layout) -> RunningServer:
+def start(name: str, store: Path, layout: EncoderLayout) -> RunningServer:
     log = WORK / f"{name}.log"
     if name == "ours":
         return start_server(store, log, env={"OCLIP_MAX_BATCH_SIZE": "0"})
@@ -85,9 +75,9 @@ def start(name: str, store: Path, layout: Layout) -> RunningServer:
             "bench.ray_server",
             str(store),
             str(port),
-            str(layout.batch),
+            str(layout.batch_size),
             str(layout.workers),
-            str(layout.threads),
+            str(layout.threads or usable_cores()),
         ],
         port,
         log,
@@ -99,7 +89,7 @@ def start(name: str, store: Path, layout: Layout) -> RunningServer:
 @dataclass
 class Plan:
     store: Path
-    layout: Layout
+    layout: EncoderLayout
     payloads: dict[str, bytes]
     concurrencies: list[int]
     seconds: float
@@ -140,10 +130,11 @@ def main() -> None:
     parser.add_argument(
         "--servers", default="ours,naive,ray,batch", help="comma list (batch: local batch mode)"
     )
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--out", type=Path, default=None, help="default: results/<kind>/")
     args = parser.parse_args()
     WORK.mkdir(exist_ok=True)
-    args.out.mkdir(parents=True, exist_ok=True)
+    out: Path = args.out or results_dir()
+    out.mkdir(parents=True, exist_ok=True)
     store = ensure_store(args.backbone)
     samples = {"224px": images.jpeg(224, 224), "12MP": images.large_jpeg(12)}
     payloads = {"224px": samples["224px"]} if args.quick else samples
@@ -158,7 +149,8 @@ def main() -> None:
     print("measuring the in-process limit …", flush=True)
     tower, preprocess = load_tower(store)
     results["limit"] = measure_limit(tower, preprocess, samples, args.quick)
-    best = Layout(**results["limit"]["best_layout"])
+    print(layout_lines(results), flush=True)
+    best = EncoderLayout(**results["limit"]["best_layout"])
     plan = Plan(
         store=store,
         layout=best,
@@ -185,10 +177,10 @@ def main() -> None:
             continue
         print(f"benchmarking {name} …", flush=True)
         bench_server(name, plan, results)
-    (args.out / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
     table = markdown(results)
-    (args.out / "bench.md").write_text(table)
-    plot(results, args.out / "bench.png")
+    (out / "bench.md").write_text(table)
+    plot(results, out / "bench.png")
     print(table)
 
 

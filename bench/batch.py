@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 import re
 import shutil
 import subprocess
@@ -31,13 +30,15 @@ from typing import Any
 import numpy as np
 from prometheus_client import REGISTRY
 
-from bench.limit import Layout, sustained_rate
+from bench.limit import sustained_rate
 from service.batch.job import BatchJob
 from service.batch.local import score_into_output
 from service.batch.summary import Summary
+from service.engine.device import usable_cores
 from service.engine.engine import InferenceEngine
 from service.engine.factory import load_engine
 from service.engine.runtimes.base import MeasuredEncoder
+from service.engine.runtimes.layout import EncoderLayout
 from tests.server_process import ROOT
 
 RATE = re.compile(r"scored (\d+) images .* in ([\d.]+) s \(([\d.]+) img/s\), after ([\d.]+) s")
@@ -52,12 +53,14 @@ def fill_folder(work: Path, name: str, data: bytes, count: int) -> Path:
     return folder
 
 
-def cli_run(store: Path, folder: Path, count: int) -> dict[str, float]:
-    """Score the folder with ``python -m service.batch``; the CLI's own figures."""
+def cli_run(store: Path, folder: Path, count: int, served: dict[str, str]) -> dict[str, float]:
+    """Score the folder with ``python -m service.batch`` on the ``served`` runtime and
+    precision (those the limit is measured on); the CLI's own figures."""
     out = folder.with_suffix(".parquet")
     shutil.rmtree(out, ignore_errors=True)
     command = [sys.executable, "-m", "service.batch", "--model-store", str(store)]
     command += ["--tasks", "age", "--input", str(folder), "--output", str(out), "--no-progress"]
+    command += [part for option, value in served.items() for part in (f"--{option}", value)]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
     match = RATE.search(result.stdout)
     if match is None:
@@ -93,6 +96,7 @@ def interleaved(
     segment_images: int,
     rounds: int,
     limit_for: Callable[[float], float],
+    served: dict[str, str],
     cpu_cores: int = 0,
 ) -> dict[str, Any]:
     """``rounds`` x (local mode on ``segment_images`` images, and the limit for as long),
@@ -101,9 +105,8 @@ def interleaved(
     Parquet writer, thread pools) belong to start-up, which the CLI's row reports.
     ``cpu_cores``: the engine's encoder cores (0: all, as the CLI)."""
     paths = sorted(str(path) for path in folder.iterdir())[:segment_images]
-    job = BatchJob(
-        store=store, out=folder.with_suffix(".segment.parquet"), tasks=("age",), progress=False
-    )
+    out = folder.with_suffix(".segment.parquet")
+    job = BatchJob(store=store, out=out, tasks=("age",), progress=False, **served)
     engine = load_engine(store, job.engine_config(cpu_cores))
     [(backbone, runtime)] = engine.backbones.items()
     totals = Totals()
@@ -129,7 +132,7 @@ def interleaved(
         workers, batch_size = runtime.batcher.workers, runtime.batcher.max_batch_size
     finally:
         engine.stop()
-    cores = cpu_cores or os.cpu_count() or 1
+    cores = cpu_cores or usable_cores()
     return {
         "rounds": rounds,
         "segment_images": len(paths),
@@ -222,25 +225,26 @@ def bench_batch(
     payloads: dict[str, bytes],
     quick: bool,
     tower: MeasuredEncoder,
-    best: Layout,
+    best: EncoderLayout,
     preprocess_ms: dict[str, float],
 ) -> dict[str, Any]:
     """Each payload: the CLI end to end, then local mode interleaved with the limit (at the
     limit's ``best`` layout). The largest payload once more with the encoder on all cores
     but one, against the limit on as many: does decoding keep up when it has a core?"""
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
+    served = {"runtime": tower.runtime_info.name, "precision": tower.placement.precision}
     runs = {}
     for name, data in payloads.items():
         small = name == "224px"
         count = (48 if quick else 200) if small else (24 if quick else 64)
         folder = fill_folder(work, name, data, count)
-        run = cli_run(store, folder, count)
+        run = cli_run(store, folder, count, served)
         print(f"  batch  {name:6} CLI {run['img_s']:6.1f} img/s", flush=True)
         # many short rounds: the machine's speed drifts within seconds, the rounds average it
         # out; each segment is still long enough that its fill and drain are a few %
         segment, rounds = (count, 3) if quick else (min(count, 100), 16 if small else 12)
         limit = functools.partial(sustained_rate, tower, best)
-        run |= interleaved(store, folder, segment, rounds, limit)
+        run |= interleaved(store, folder, segment, rounds, limit, served)
         # What the limit allows once this image's preprocessing shares the same cores.
         core_s = cores / run["limit_img_s"] + preprocess_ms[name] / 1000
         run["ceiling_img_s"] = cores / core_s
@@ -252,11 +256,11 @@ def bench_batch(
             runs["control: the limit against itself"] = control
             _print("A/A", control)
         if not small and cores > 1:
-            spare = Layout(1, cores - 1, best.batch)
+            spare = EncoderLayout(1, cores - 1, best.batch_size)
             name = f"{name}, encoder on {cores - 1} of {cores} cores"
             limit = functools.partial(sustained_rate, tower, spare)
             segment, rounds = (count, 3) if quick else (count // 2, 10)
-            runs[name] = interleaved(store, folder, segment, rounds, limit, cores - 1)
+            runs[name] = interleaved(store, folder, segment, rounds, limit, served, cores - 1)
             _print(name, runs[name])
     return {"cores": cores, "runs": runs}
 

@@ -21,22 +21,11 @@ from pathlib import Path
 
 import httpx
 
+from bench.machine import machine
 from service.engine.device import cpu_supports_bf16
 from tests.server_process import ROOT, free_port
 
 SERVICE_COMMAND = "-m service --model-store"  # the line make echoes when the demo is built
-
-
-def cpu_kind() -> str:
-    """The CPU's model name, core count and the vector flags that decide the tower's speed."""
-    text = Path("/proc/cpuinfo").read_text()
-    model = next(
-        (line.split(":", 1)[1].strip() for line in text.splitlines() if "model name" in line),
-        "unknown CPU",
-    )
-    flags = set(next((line for line in text.splitlines() if line.startswith("flags")), "").split())
-    wanted = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
-    return f"{model}, {os.cpu_count()} cores, {' '.join(wanted) or 'no AVX2'}"
 
 
 def time_to_ready(backbone: str, store: Path, timeout_s: float) -> dict[str, float | str]:
@@ -98,7 +87,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1, help="repeat on a fresh store each time")
     parser.add_argument("--timeout", type=float, default=600)
     args = parser.parse_args()
-    print(f"# {cpu_kind()}; bf16 tower: {cpu_supports_bf16()}; load {os.getloadavg()[0]:.2f}")
+    print(f"# {machine()}; bf16 tower: {cpu_supports_bf16()}; load {os.getloadavg()[0]:.2f}")
     for _ in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="first-run-") as folder:
             result = time_to_ready(args.backbone, Path(folder) / "store", args.timeout)

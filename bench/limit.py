@@ -1,21 +1,21 @@
-"""In-process figures: the encoder's own throughput limit, preprocessing and start-up parts."""
+"""In-process figures: the served encoder's own throughput limit and its preprocessing."""
 
 from __future__ import annotations
 
-import os
+import dataclasses
 import statistics
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from service.engine.config import EngineConfig
-from service.engine.device import configure_threads
+from service.config import Settings
+from service.engine.device import configure_threads, cpu_features
 from service.engine.factory import load_task_backbone
 from service.engine.preprocess import ImageLimits, Preprocessor
 from service.engine.runtimes.base import MeasuredEncoder
+from service.engine.runtimes.layout import EncoderLayout, LayoutChoice
 
 
 def median_ms(function: object, repeats: int = 7) -> float:
@@ -28,33 +28,27 @@ def median_ms(function: object, repeats: int = 7) -> float:
 
 
 def load_tower(store: Path) -> tuple[MeasuredEncoder, Preprocessor]:
-    configure_threads(0)
-    config = EngineConfig(limits=ImageLimits(max_pixels=100_000_000))
+    """The tower exactly as the server builds it: the same settings (``OCLIP_*`` from the
+    environment, so ``OCLIP_RUNTIME`` unset means ``auto``), the same selection of runtime,
+    precision and layout. The selection is cached beside the backbone, so the server the
+    bench starts next serves this very choice without measuring again."""
+    config = dataclasses.replace(
+        Settings().engine_config(), limits=ImageLimits(max_pixels=100_000_000)
+    )
+    configure_threads(config.cpu_cores)
     backbone, _ = load_task_backbone(store, "age", config)
     backbone.tower.warm_up((1, 4))
     return backbone.tower, backbone.preprocess
 
 
-@dataclass(frozen=True)
-class Layout:
-    """How the encoder runs in-process: ``workers`` threads, each with ``threads`` cores."""
-
-    workers: int
-    threads: int
-    batch: int
-
-    def __str__(self) -> str:
-        return f"{self.workers}x{self.threads}t b{self.batch}"
-
-
-def sustained_rate(tower: MeasuredEncoder, layout: Layout, seconds: float) -> float:
+def sustained_rate(tower: MeasuredEncoder, layout: EncoderLayout, seconds: float) -> float:
     """Images per second over ``seconds`` of back-to-back batches on ``layout.workers``
     threads (this machine is noisy, so the limit is re-measured next to each server run).
 
     Each worker's images over its own busy time, summed: the workers finish their last
     batches at different moments, and the idle tail after the first one stops is not the
     encoder's limit (it cost a few % in spells of a few seconds)."""
-    pixels = torch.zeros(layout.batch, 3, tower.image_size, tower.image_size)
+    pixels = torch.zeros(layout.batch_size, 3, tower.image_size, tower.image_size)
     tower.encode(pixels, layout.threads)
     spans = [(0, 0.0)] * layout.workers  # (images, seconds) per worker
     stop_at = time.perf_counter() + seconds
@@ -63,7 +57,7 @@ def sustained_rate(tower: MeasuredEncoder, layout: Layout, seconds: float) -> fl
         start, images = time.perf_counter(), 0
         while time.perf_counter() < stop_at:
             tower.encode(pixels, layout.threads)
-            images += layout.batch
+            images += layout.batch_size
         spans[index] = (images, time.perf_counter() - start)
 
     workers = [threading.Thread(target=work, args=(i,)) for i in range(layout.workers)]
@@ -74,15 +68,25 @@ def sustained_rate(tower: MeasuredEncoder, layout: Layout, seconds: float) -> fl
     return sum(images / busy for images, busy in spans if busy)
 
 
+def served_layout(tower: MeasuredEncoder) -> LayoutChoice:
+    assert tower.runtime_info.layout is not None  # the selection always measures one
+    return tower.runtime_info.layout
+
+
 def measure_limit(
     tower: MeasuredEncoder, preprocess: Preprocessor, images: dict[str, bytes], quick: bool
 ) -> dict[str, object]:
-    """The best in-process throughput of the same tower at the same precision, over batch
-    sizes and over one worker with every core vs. one worker per core."""
-    cores = os.cpu_count() or 1
-    shapes = [(1, cores)] + ([(cores, 1)] if cores > 1 else [])
-    sizes = (1, 4) if quick else (1, 2, 4, 8)
-    layouts = [Layout(w, t, b) for w, t in shapes for b in sizes]
+    """The best in-process throughput of the served tower (same runtime, same precision),
+    over the layouts the server's own search considers (every even split of the usable
+    cores into workers x threads) and batch sizes up to 8 and the served one: the limit is
+    the best of the same space, sustained for seconds, not the server's short timing."""
+    served = served_layout(tower)
+    sizes = {1, 4} if quick else {1, 2, 4, 8}
+    layouts = [
+        EncoderLayout(workers, threads, batch)
+        for workers, threads in tower.shapes(0, 0)
+        for batch in sorted(sizes | {served.layout.batch_size})
+    ]
     seconds = 2.0 if quick else 4.0
     throughput = {str(layout): sustained_rate(tower, layout, seconds) for layout in layouts}
     best = max(layouts, key=lambda layout: throughput[str(layout)])
@@ -90,10 +94,13 @@ def measure_limit(
     one = torch.zeros(1, 3, tower.image_size, tower.image_size)
     return {
         "device": str(tower.placement.device),
+        "runtime": tower.runtime_info.label,
         "precision": tower.placement.precision,
+        "cpu_features": cpu_features(),
+        "served_layout": served.as_dict(),
         "throughput_by_layout": throughput,
-        "best_layout": {"workers": best.workers, "threads": best.threads, "batch": best.batch},
+        "best_layout": dataclasses.asdict(best),
         "limit_img_s": throughput[str(best)],
-        "forward_batch1_ms": median_ms(lambda: tower.encode(one, cores)),
+        "forward_batch1_ms": median_ms(lambda: tower.encode(one, best.threads)),
         "preprocess_ms": preprocess_ms,
     }

@@ -7,6 +7,8 @@ from typing import Any
 
 import matplotlib
 
+from service.engine.runtimes.layout import EncoderLayout
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
@@ -18,18 +20,32 @@ def _limit_around(results: dict[str, Any], server: str) -> float:
     return (info["limit_near"] + info["limit_after"]) / 2
 
 
-def markdown(results: dict[str, Any]) -> str:
+def layout_lines(results: dict[str, Any]) -> str:
+    """What the server chose at start-up (runtime, precision, layout, every candidate's
+    short timing) and the limit's own sustained figure per layout of the same tower."""
     limit = results["limit"]
+    served = limit["served_layout"]
+    chosen = str(EncoderLayout(served["workers"], served["threads"], served["batch_size"]))
+    candidates = ", ".join(f"{k}: {r:.1f}" for k, r in served["candidates"].items())
     by_layout = ", ".join(f"{k}: {r:.1f}" for k, r in limit["throughput_by_layout"].items())
+    return "\n".join(
+        [
+            f"Machine: {results['machine']}",
+            f"Model: {results['model']}; served as {limit['runtime']} on {limit['device']}",
+            f"Server's layout (workers x threads, batch): {chosen}, measured at start-up "
+            f"{served['img_s']:.1f} img/s{' (cached)' if served['cached'] else ''}; "
+            f"candidates: {candidates}",
+            f"In-process limit: {limit['limit_img_s']:.1f} img/s sustained (by layout: "
+            f"{by_layout}); one forward {limit['forward_batch1_ms']:.0f} ms; preprocessing "
+            + ", ".join(f"{k} {v:.1f} ms" for k, v in limit["preprocess_ms"].items()),
+        ]
+    )
+
+
+def markdown(results: dict[str, Any]) -> str:
     header = "| server | image | concurrency | img/s | x limit | p50 ms | p95 ms | p99 ms "
     lines = [
-        f"Machine: {results['machine']}",
-        f"Model: {results['model']} ({limit['device']}, {limit['precision']})",
-        "",
-        f"In-process limit: {limit['limit_img_s']:.1f} img/s "
-        f"(workers x threads, batch: {by_layout}); "
-        f"one forward {limit['forward_batch1_ms']:.0f} ms; preprocessing "
-        + ", ".join(f"{k} {v:.1f} ms" for k, v in limit["preprocess_ms"].items()),
+        *layout_lines(results).split("\n"),
         "",
         header + "| statuses | client CPU |",
         "|---|---|---:|---:|---:|---:|---:|---:|---|---:|",

@@ -2,8 +2,8 @@
 
 For each runtime, side by side in one run: the in-process limit of its encoder, and our
 server at c = 1 and c = 16 with ``OCLIP_RUNTIME`` set to it (and to ``auto``, which
-reports what it chose). The CPU's flags go with the figures: they decide which runtime
-wins. Writes bench/results/runtimes.json and runtimes.md.
+reports what it chose). The CPU's features go with the figures: they decide which runtime
+wins. Writes runtimes.json and runtimes.md under bench/results/<machine kind>/.
 """
 
 from __future__ import annotations
@@ -17,23 +17,18 @@ from typing import Any
 
 import httpx
 
-from bench.__main__ import WORK, ensure_store, machine
-from bench.limit import Layout, sustained_rate
+from bench.__main__ import WORK, ensure_store
+from bench.limit import sustained_rate
 from bench.load import run_load
+from bench.machine import machine, results_dir
 from service.engine.config import EngineConfig
-from service.engine.device import configure_threads
+from service.engine.device import configure_threads, cpu_features
 from service.engine.factory import load_task_backbone
 from service.engine.runtimes.base import MeasuredEncoder
+from service.engine.runtimes.layout import EncoderLayout
 from service.engine.runtimes.registry import RUNTIMES
 from tests import images
-from tests.server_process import ROOT, free_port, launch, stop_server
-
-FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8")
-
-
-def cpu_flags() -> list[str]:
-    words = set(Path("/proc/cpuinfo").read_text().split())
-    return [flag for flag in FLAGS if flag in words]
+from tests.server_process import free_port, launch, stop_server
 
 
 def encoder_limit(store: Path, runtime: str, quick: bool) -> dict[str, Any]:
@@ -41,15 +36,11 @@ def encoder_limit(store: Path, runtime: str, quick: bool) -> dict[str, Any]:
     config = EngineConfig(device="cpu", runtime=runtime)
     backbone, _ = load_task_backbone(store, "age", config)
     encoder: MeasuredEncoder = backbone.tower
-    cores = os.cpu_count() or 1
-    shapes = [(1, cores)]
-    if not encoder.own_thread_pool and cores > 1:
-        shapes.append((cores, 1))
     sizes = (1, 4) if quick else (1, 2, 4, 8)
     encoder.warm_up((1, max(sizes)))
     rates = {
         str(layout): sustained_rate(encoder, layout, 2.0 if quick else 4.0)
-        for layout in (Layout(w, t, b) for w, t in shapes for b in sizes)
+        for layout in (EncoderLayout(w, t, b) for w, t in encoder.shapes(0, 0) for b in sizes)
     }
     best = max(rates, key=rates.__getitem__)
     info = encoder.runtime_info
@@ -80,7 +71,7 @@ def server_rates(store: Path, runtime: str, quick: bool) -> dict[str, Any]:
 
 def markdown(results: dict[str, Any]) -> str:
     lines = [
-        f"Machine: {results['machine']}; CPU flags: {', '.join(results['flags'])}; "
+        f"Machine: {results['machine']}; CPU features: {', '.join(results['flags'])}; "
         f"load average before: {results['load_before']}, after: {results['load_after']}",
         f"Model: {results['model']}",
         "",
@@ -120,15 +111,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="shorter runs, fewer batch sizes")
     parser.add_argument("--backbone", default="ViT-B-16")
     parser.add_argument("--runtimes", default="torch,onnxruntime,openvino,auto")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--out", type=Path, default=None, help="default: results/<kind>/")
     args = parser.parse_args()
     WORK.mkdir(exist_ok=True)
-    args.out.mkdir(parents=True, exist_ok=True)
+    out: Path = args.out or results_dir()
+    out.mkdir(parents=True, exist_ok=True)
     store = ensure_store(args.backbone)
     configure_threads(0)
     results: dict[str, Any] = {
         "machine": machine(),
-        "flags": cpu_flags(),
+        "flags": cpu_features(),
         "model": f"{args.backbone} (random weights)",
         "quick": args.quick,
         "load_before": " ".join(f"{x:.1f}" for x in os.getloadavg()),
@@ -147,9 +139,9 @@ def main() -> None:
             print(f"{name}: ours c={c} {run['throughput']:.1f} img/s {run['statuses']}", flush=True)
         results["runtimes"][name] = row
     results["load_after"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
-    (args.out / "runtimes.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "runtimes.json").write_text(json.dumps(results, indent=2) + "\n")
     table = markdown(results)
-    (args.out / "runtimes.md").write_text(table)
+    (out / "runtimes.md").write_text(table)
     print(table)
 
 

@@ -10,17 +10,22 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
+import typing
 from pathlib import Path
 
 from service.batch.job import BatchJob, JobError
 from service.batch.sinks import OutputError, check_output
 from service.batch.sources import SourceError, resolve_source
 from service.batch.summary import Summary
+from service.config import Settings
 
 USAGE_ERROR = 2
 LOCAL_RAY = "local"
+
+RUNTIME_CHOICES = typing.get_args(Settings.model_fields["runtime"].annotation)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -61,6 +66,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--precision", default="auto", help="auto, fp32, bf16 or fp16")
+    parser.add_argument(
+        "--runtime",
+        default=os.environ.get("OCLIP_RUNTIME", "auto"),
+        choices=RUNTIME_CHOICES,
+        help="vision-tower runtime, as the server's OCLIP_RUNTIME (default: that variable, "
+        "else auto: the fastest runtime whose parity gate passes, measured once and cached)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
 
@@ -79,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         workers=args.workers or (1 if args.ray else 2),
         device=args.device,
         precision=args.precision,
+        runtime=args.runtime,
         progress=not args.no_progress,
     )
     try:

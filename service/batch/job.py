@@ -30,6 +30,7 @@ class BatchJob:
     workers: int = 2  # local: decoding threads; Ray: actors
     device: str = "auto"
     precision: str = "auto"
+    runtime: str = "torch"  # the CLI's default is the server's: OCLIP_RUNTIME, else auto
     progress: bool = True
 
     def task_names(self) -> list[str]:
@@ -55,6 +56,7 @@ class BatchJob:
         return dataclasses.replace(
             EngineConfig.offline(self.precision),
             device=self.device,
+            runtime=self.runtime,
             max_batch_size=self.batch_size,
             preprocess_workers=self.workers,
             cpu_cores=cpu_cores,

@@ -50,18 +50,30 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def native_precisions() -> list[str]:
-    """Float precisions this CPU computes natively, fastest first (fp32 always)."""
+# What decides a CPU's fastest layout and precision, by the /proc/cpuinfo flags that show it.
+CPU_FEATURES: dict[str, tuple[str, ...]] = {
+    "AVX2": ("avx2",),
+    "AVX-512": ("avx512f",),
+    "BF16": ("avx512_bf16", "amx_bf16"),
+    "FP16": ("avx512_fp16", "amx_fp16"),
+    "VNNI": ("avx512_vnni", "avx_vnni"),
+    "AMX": ("amx_tile",),
+}
+
+
+def cpu_features() -> list[str]:
+    """The :data:`CPU_FEATURES` this CPU has (empty where /proc/cpuinfo cannot be read)."""
     try:
         flags = set(Path("/proc/cpuinfo").read_text().split())
     except OSError:
         flags = set()
-    native = []
-    if flags & {"amx_bf16", "avx512_bf16"}:
-        native.append("bf16")
-    if flags & {"amx_fp16", "avx512_fp16"}:
-        native.append("fp16")
-    return [*native, "fp32"]
+    return [name for name, shown_by in CPU_FEATURES.items() if flags & set(shown_by)]
+
+
+def native_precisions() -> list[str]:
+    """Float precisions this CPU computes natively, fastest first (fp32 always)."""
+    features = cpu_features()
+    return [*(p for p, f in (("bf16", "BF16"), ("fp16", "FP16")) if f in features), "fp32"]
 
 
 def resolve_placement(device: str = "auto", precision: str = "auto") -> Placement:
