@@ -126,6 +126,8 @@ def bench_server(name: str, plan: Plan, results: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer points, shorter runs")
+    parser.add_argument("--concurrency", default="", help="comma list (default: 1,4,16,64)")
+    parser.add_argument("--seconds", type=float, default=0.0, help="per load point")
     parser.add_argument("--backbone", default="ViT-B-16")
     parser.add_argument(
         "--servers", default="ours,naive,ray,batch", help="comma list (batch: local batch mode)"
@@ -155,8 +157,9 @@ def main() -> None:
         store=store,
         layout=best,
         payloads=payloads,
-        concurrencies=[1, 16] if args.quick else [1, 4, 16, 64],
-        seconds=3.0 if args.quick else 10.0,
+        concurrencies=[int(c) for c in args.concurrency.split(",") if c]
+        or ([1, 16] if args.quick else [1, 4, 16, 64]),
+        seconds=args.seconds or (3.0 if args.quick else 10.0),
         limit_now=lambda: sustained_rate(tower, best, 3.0 if args.quick else 6.0),
     )
     for name in args.servers.split(","):
