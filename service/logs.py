@@ -59,3 +59,5 @@ def configure_logging(level: str, fmt: str) -> None:
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # the ONNX exporter's optimiser logs a line per rewritten node (300 on ViT-B/16) at info
+    logging.getLogger("onnxscript").setLevel(max(logging.WARNING, root.level))

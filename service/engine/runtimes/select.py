@@ -1,8 +1,9 @@
 """Choosing how a backbone is served: the runtime, the precision and the layout.
 
 ``auto`` (the default on a CPU) builds every installed runtime at every precision the CPU
-computes natively, gates each against the fp32 tower (parity), screens those that pass, times
-every layout of the two fastest, and serves the best. A named runtime is gated the same way
+computes natively, screens them (one short timed round each), gates them against the fp32
+tower (parity) fastest first until two pass, times every layout of those two, and serves
+the best. A named runtime is gated the same way
 and only its layouts are timed. The whole outcome is cached beside the backbone, keyed by the
 CPU, the runtimes' versions and what was searched, so a second start builds only the chosen
 candidate, checks its parity again and measures nothing. Runs at start-up and reload only.
@@ -144,9 +145,10 @@ def _from_record(
 
 
 def _measure(candidates: list[Candidate], reference: Reference, search: Search) -> dict[str, Any]:
-    """Build and gate every candidate, screen, time the finalists' layouts, choose."""
-    parity: dict[str, dict[str, Any]] = {}
-    passed: list[Candidate] = []
+    """Build every candidate, screen them, gate them fastest first until FINALISTS pass,
+    time the finalists' layouts, choose. Only a candidate that could be served is gated:
+    the gate costs a forward of the probe set, several seconds on a slow fp32 runtime."""
+    built: list[Candidate] = []
     for candidate in candidates:
         try:
             candidate.encoder = candidate.build()
@@ -155,18 +157,25 @@ def _measure(candidates: list[Candidate], reference: Reference, search: Search) 
                 raise  # the artifact itself is broken: no runtime can serve it
             log.error("%s could not be built: %r", candidate.label, exc)
             continue
+        built.append(candidate)
+    screened = {c.label: _screen(c, search) for c in built} if len(built) > FINALISTS else {}
+    parity: dict[str, dict[str, Any]] = {}
+    finalists: list[Candidate] = []
+    for candidate in sorted(built, key=lambda c: -screened.get(c.label, 0.0)):
+        if len(finalists) == FINALISTS:
+            parity[candidate.label] = {"passed": None, "reason": "not gated: slower at screening"}
+            continue
+        assert candidate.encoder is not None
         report = reference.gate(candidate.encoder)
         parity[candidate.label] = report.as_dict()
         if report.passed:
-            passed.append(candidate)
-    if not passed:  # fp32 torch always passes against itself; only a broken build gets here
+            finalists.append(candidate)
+    if not finalists:  # fp32 torch always passes against itself; only a broken build gets here
         raise RuntimeError(f"no runtime could be built: {', '.join(parity) or 'none tried'}")
-    screened = {c.label: _screen(c, search) for c in passed} if len(passed) > FINALISTS else {}
-    finalists = sorted(passed, key=lambda c: -screened.get(c.label, 0.0))[:FINALISTS]
     choices = {c.label: _layout(c, search) for c in finalists}
     best = max(finalists, key=lambda c: choices[c.label].img_s)
     measured = {label: choice.img_s for label, choice in choices.items()}
-    for candidate in passed:
+    for candidate in built:
         if candidate is not best:
             candidate.encoder = None  # free the losers' weights now
     return {

@@ -122,13 +122,17 @@ def test_a_second_start_reuses_the_measurement(store: ModelStore) -> None:
     assert other.runtime_info.layout is not None and not other.runtime_info.layout.cached
 
 
-def wrong_runtime(backbone: LoadedBackbone) -> RuntimeSpec:
-    """An installed 'runtime' whose model is another seed's tower: it must fail parity."""
+def wrong_runtime(backbone: LoadedBackbone, instant: bool = False) -> RuntimeSpec:
+    """An installed 'runtime' whose model is another seed's tower: it must fail parity.
+    ``instant``: it answers noise at once, so it screens fastest and is gated first."""
     other = build_clip(TINY, seed=1).model.visual.state_dict()
 
     def build(_context: object, precision: str) -> MeasuredEncoder:
         tower = VisionTower(dataclasses.replace(backbone, state_dict=other), CPU)
         tower.runtime_info = RuntimeInfo("wrong", precision)
+        if instant:
+            width = backbone.manifest.embed_dim
+            tower.encode = lambda pixels, threads=None: torch.randn(len(pixels), width)  # type: ignore[method-assign]
         return tower
 
     return RuntimeSpec("wrong", (), "none", build)
@@ -137,12 +141,37 @@ def wrong_runtime(backbone: LoadedBackbone) -> RuntimeSpec:
 def test_auto_falls_back_to_torch_when_parity_fails(store: ModelStore) -> None:
     backbone, tasks = loaded(store)
     encoder = select_encoder(
-        backbone, CPU, "auto", tasks, Search(rounds=1), specs={"wrong": wrong_runtime(backbone)}
+        backbone,
+        CPU,
+        "auto",
+        tasks,
+        Search(rounds=1),
+        precision="fp32",  # two candidates: both gated, no screening
+        specs={"wrong": wrong_runtime(backbone)},
     )
     info = encoder.runtime_info
     assert info.name == "torch"
     assert info.parity["wrong/fp32"]["passed"] is False
-    assert "wrong/fp32" not in {**info.measured_img_s, **info.screened_img_s}
+    assert "wrong/fp32" not in info.measured_img_s
+
+
+def test_the_fastest_candidate_is_not_served_when_its_parity_fails(store: ModelStore) -> None:
+    """Gating goes fastest first: a runtime that screens fastest but answers wrongly is
+    gated, refused, and the next ones are gated in its place."""
+    backbone, tasks = loaded(store)
+    encoder = select_encoder(
+        backbone,
+        CPU,
+        "auto",
+        tasks,
+        Search(rounds=1),
+        specs={"wrong": wrong_runtime(backbone, instant=True)},
+    )
+    info = encoder.runtime_info
+    assert info.name == "torch"
+    assert info.parity["wrong/fp32"]["passed"] is False
+    assert "wrong/fp32" not in info.measured_img_s
+    assert info.parity[info.label]["passed"] is True
 
 
 def test_unset_runtime_means_auto_and_serves_the_fastest_that_passed(
