@@ -27,7 +27,7 @@ from service.engine.device import Placement, native_precisions, usable_cores
 from service.engine.preprocess import ImageLimits, Preprocessor
 from service.engine.runtimes.base import MeasuredEncoder
 from service.engine.runtimes.candidates import Candidate, Reference, candidates_for
-from service.engine.runtimes.layout import LayoutChoice, cache_key
+from service.engine.runtimes.layout import TIE, LayoutChoice, cache_key
 from service.engine.runtimes.registry import RUNTIMES, BuildContext, RuntimeSpec
 from service.engine.vision import VisionTower
 from service.registry import LoadedBackbone, LoadedTask
@@ -98,6 +98,7 @@ def select_encoder(
         candidates=[c.label for c in candidates],
         versions=_versions(),
         search=search.__dict__,
+        tie=TIE,  # the rule that chooses is part of the answer
         backbone=loaded.manifest.id,
     )
     served = _from_record(_cached(cache, key), candidates, reference, search, runtime)

@@ -78,7 +78,7 @@ def test_the_fastest_layout_is_chosen_over_every_shape_and_size() -> None:
     }
     assert choice.layout.workers == 1 and choice.layout.threads == 2  # two threads, alone
     near = [n for n, rate in choice.figures.items() if rate >= TIE * max(choice.figures.values())]
-    assert str(choice.layout) in near  # within 3 % of the best: the smallest batch of those
+    assert str(choice.layout) in near  # a near-equal of the best: the smallest batch of those
     assert choice.layout.batch_size == min(int(name.split(" b")[1]) for name in near)
 
 
