@@ -50,7 +50,7 @@ def shell_commands(page: Path) -> list[str]:
     """The page's shell commands in order, continuation lines joined, comments removed."""
     commands = []
     for block in SHELL_BLOCK.findall(page.read_text()):
-        for line in re.sub(r"\\\n\s*", " ", block).splitlines():
+        for line in re.sub(r"\s*\\\n\s*", " ", block).splitlines():
             command = without_comment(line).strip()
             if command:
                 commands.append(command)
@@ -100,7 +100,7 @@ def help_lists_flags(sandbox: Sandbox, command: str) -> None:
     result = sandbox.shell(shlex.join([*words[:program], "--help"]))
     sandbox.check(command, result)
     for flag in {w.split("=")[0] for w in words if w.startswith("--")}:
-        if not re.search(rf"{re.escape(flag)}\b", result.stdout):
+        if not re.search(rf"{re.escape(flag)}(?![\w-])", result.stdout):
             sandbox.failures.append(f"{command}\n-> {flag} is not in its --help")
 
 
@@ -149,7 +149,7 @@ RULES: list[tuple[str, Action]] = [
     (r"python -m service\.batch \.\.\.", help_lists_flags),  # elided arguments, Ray cluster
     (r"\.venv/bin/python -m service\.trainer (synth|fit|evaluate) ", run),
     (r"\.venv/bin/python -m service\.trainer zeroshot ", help_lists_flags),  # needs weights
-    (r"make (serve|test|test-fast|soak|test-docker|bench|demo)\b", make_dry_run),
+    (r"make ", make_dry_run),  # serve runs until stopped, test runs this test, bench 22 min
     (r"kubectl apply -n oclip -k ", kustomize_render),
     (r"kubectl (create|get|-n oclip get) ", skip(NO_CLUSTER)),
     (r"helm install ", skip(NO_CLUSTER)),
