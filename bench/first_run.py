@@ -3,8 +3,8 @@
 A new user's first run, after install: make builds the demo registry, then starts the
 service, which loads and warms up. This starts ``make serve`` in its own process group on a
 fresh store and a free port, polls /readyz, stops the group, and prints the figures
-(demo build, service start, total) with the CPU they were measured on. Figures only: the
-README quotes them; no test asserts a duration (machines differ 10x in speed).
+(demo build, service start, total) with the CPU they were measured on. Figures only:
+docs/operating.md quotes them; no test asserts a duration (machines differ 10x in speed).
 """
 
 from __future__ import annotations

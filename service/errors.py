@@ -4,7 +4,7 @@ Every layer raises a :class:`ServiceError` subclass. The API renders it as
 ``{"error": {"code", "message"}}`` with its ``status``; errors raised by the framework
 itself (unknown path, wrong method, bad query) are mapped through :data:`FRAMEWORK_ERRORS`
 to the same shape. :data:`ERROR_TABLE` lists both, and the routes' OpenAPI ``responses``
-and the README's "Limits and errors" table are generated from / checked against it.
+and the "Limits and errors" table of docs/api.md are generated from / checked against it.
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ FRAMEWORK_ERRORS[413] = FrameworkError("payload_too_large", 413, PayloadTooLarge
 
 ErrorKind = type[ServiceError] | FrameworkError
 
-# Every code a client can receive, in status order: the single source of the README's
+# Every code a client can receive, in status order: the single source of docs/api.md's
 # table and of every route's documented responses.
 ERROR_TABLE: list[ErrorKind] = [
     MalformedRequest,

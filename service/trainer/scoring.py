@@ -16,7 +16,7 @@ from service.engine.matching import summarize
 from service.trainer.metrics import ordinal_metrics
 
 # A float32 softmax can round a far-off rank's probability to 0; -log(0) would make one
-# image dominate the mean, so probabilities are floored here (documented in the README).
+# image dominate the mean, so probabilities are floored here (documented in docs/trust.md).
 PROBABILITY_FLOOR = 1e-12
 ECE_BINS = 10
 COVERAGE_LEVELS = (0.5, 0.8, 0.95)

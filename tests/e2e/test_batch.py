@@ -168,8 +168,7 @@ def test_parquet_has_the_documented_columns_and_types(
         expected += [(f"{task}_version", pa.string()), (f"{task}_backbone", pa.string())]
     expected += [("error", pa.string()), ("error_message", pa.string())]
     assert [(field.name, field.type) for field in schema] == expected
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Score a whole collection") :]
+    section = (ROOT / "docs/batch.md").read_text()
     for name in ("path", "error", "error_message", *(f"{{task}}_{n}" for n in FIELDS)):
         assert f"`{name}`" in section, name
 

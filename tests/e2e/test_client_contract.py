@@ -84,7 +84,7 @@ def generated(
 
 
 def test_generator_warns_only_about_the_raw_image_body(generated: tuple[Path, str]) -> None:
-    """The raw ``image/*`` body is not supported by the generator (the README says so);
+    """The raw ``image/*`` body is not supported by the generator (docs/api.md says so);
     nothing else of the schema may be dropped."""
     _, output = generated
     warnings = re.findall(r"^WARNING parsing (\S+ \S+)", output, re.M)

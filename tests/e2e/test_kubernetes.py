@@ -29,7 +29,7 @@ VENV_BIN = Path(sys.executable).parent
 OVERLAYS = {"default": KUBE, "cpu": KUBE / "overlays/cpu", "gpu": KUBE / "overlays/gpu"}
 SERVICE_MONITOR = KUBE / "components/servicemonitor"
 ADAPTER = yaml.safe_load((KUBE / "prometheus-adapter/values.yaml").read_text())
-# Oldest Kubernetes the manifests claim (README) and the newest schemas bundled.
+# Oldest Kubernetes the manifests claim (docs/deployment.md) and the newest schemas bundled.
 K8S_VERSIONS = ("1.25", kubernetes_validate.latest_version())
 WORKLOAD_KINDS = {"Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler"}
 # Custom resources: no bundled schema; checked field by field below instead.

@@ -1,5 +1,5 @@
 """Every code of the error table, produced through the real app in process, plus the
-table's agreement with the README and with every route's documented responses."""
+table's agreement with docs/api.md and with every route's documented responses."""
 
 from __future__ import annotations
 
@@ -221,9 +221,9 @@ def test_every_code_of_the_table_was_produced_above() -> None:
     assert {kind.code for kind in ERROR_TABLE} == COVERED
 
 
-def test_readme_table_equals_the_error_table() -> None:
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Limits and errors", 1)[1].split("\n## ", 1)[0]
+def test_docs_table_equals_the_error_table() -> None:
+    page = (ROOT / "docs/api.md").read_text()
+    section = page.split("## Limits and errors", 1)[1].split("\n## ", 1)[0]
     rows = re.findall(r"^\| `([a-z_]+)` \| (\d{3})", section, re.M)
     assert rows == [(kind.code, str(kind.status)) for kind in ERROR_TABLE]
 

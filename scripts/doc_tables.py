@@ -1,7 +1,7 @@
-"""The README's settings and error tables, generated from the code; the tests check that
-the README holds exactly these rows.
+"""The docs' settings and error tables, generated from the code; the tests check that
+the pages hold exactly these rows.
 
-    .venv/bin/python scripts/readme_tables.py          # rewrite both tables in README.md
+    .venv/bin/python scripts/doc_tables.py   # rewrite both tables (docs/api.md, docs/operating.md)
 """
 
 from __future__ import annotations
@@ -39,21 +39,30 @@ def error_rows() -> list[str]:
     return rows
 
 
-def table_in(section: str, readme: str) -> tuple[int, int]:
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def tables() -> dict[Path, tuple[str, list[str]]]:
+    """Each generated table: the page, the section it opens, its rows."""
+    return {
+        DOCS / "api.md": ("Limits and errors", error_rows()),
+        DOCS / "operating.md": ("Settings", settings_rows()),
+    }
+
+
+def table_in(section: str, page: str) -> tuple[int, int]:
     """Start and end offsets of the first table under ``## section``."""
-    start = readme.index(f"\n## {section}")
-    first = readme.index("\n|", start) + 1
-    end = readme.find("\n\n", first)
-    return first, len(readme) if end < 0 else end
+    start = page.index(f"\n## {section}")
+    first = page.index("\n|", start) + 1
+    end = page.find("\n\n", first)
+    return first, len(page) if end < 0 else end
 
 
-def rewrite(readme: str) -> str:
-    for section, rows in (("Limits and errors", error_rows()), ("Settings", settings_rows())):
-        start, end = table_in(section, readme)
-        readme = readme[:start] + "\n".join(rows) + readme[end:]
-    return readme
+def rewrite(page: str, section: str, rows: list[str]) -> str:
+    start, end = table_in(section, page)
+    return page[:start] + "\n".join(rows) + page[end:]
 
 
 if __name__ == "__main__":
-    path = Path(__file__).resolve().parent.parent / "README.md"
-    path.write_text(rewrite(path.read_text()))
+    for path, (section, rows) in tables().items():
+        path.write_text(rewrite(path.read_text(), section, rows))
