@@ -13,7 +13,7 @@ from service.api.deps import UploadSlots
 from service.api.errors import install_error_handlers
 from service.api.middleware import BodySizeLimitMiddleware, InFlight, RequestContextMiddleware
 from service.api.openapi import install_openapi
-from service.api.routes import admin, health, models, page, predict
+from service.api.routes import admin, health, models, oip, page, predict
 from service.config import Settings
 from service.engine.factory import load_engine
 from service.engine.lifecycle import EngineHost
@@ -54,7 +54,8 @@ def create_app(settings: Settings | None = None, host: EngineHost | None = None)
     app.add_middleware(
         RequestContextMiddleware, in_flight=app.state.in_flight, draining=lambda: host.draining
     )
-    for router in (predict.router, models.router, health.router, page.router):
+    routers = (predict.router, models.router, health.router, page.router, oip.server, oip.models)
+    for router in routers:
         app.include_router(router)
     if app.state.admin_keys:
         app.include_router(admin.router)

@@ -53,7 +53,7 @@ def test_unknown_task_is_refused_before_the_upload_is_read(call: Call) -> None:
 
 
 def test_not_found_and_admin_off_without_an_admin_key(call: Call) -> None:
-    assert_error(call("GET", "/v2/whatever"), 404, covers("not_found"))
+    assert_error(call("GET", "/v9/whatever"), 404, covers("not_found"))
     assert_error(call("POST", "/admin/reload"), 404, "not_found")
 
 
