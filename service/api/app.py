@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -18,6 +19,21 @@ from service.config import Settings
 from service.engine.factory import load_engine
 from service.engine.lifecycle import EngineHost
 
+GRPC_GRACE_S = 5.0
+
+
+async def start_grpc(host: EngineHost, settings: Settings, api_keys: list[bytes]) -> Any:
+    """The Open Inference Protocol's gRPC service when ``OCLIP_GRPC_PORT`` is set."""
+    if not settings.grpc_port:
+        return None
+    try:
+        from service.api.oip.grpc_server import start_grpc as start
+    except ImportError as exc:
+        raise RuntimeError(
+            f"OCLIP_GRPC_PORT needs the grpc extra (pip install 'ordinal-service[grpc]'): {exc}"
+        ) from exc
+    return await start(host, settings, api_keys)
+
 
 def create_app(settings: Settings | None = None, host: EngineHost | None = None) -> FastAPI:
     """The app for ``settings``. ``host`` defaults to one that loads ``settings.model_store``
@@ -30,10 +46,13 @@ def create_app(settings: Settings | None = None, host: EngineHost | None = None)
     serving = host
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if serving.engine is None:
             serving.start_loading()
+        grpc_server = await start_grpc(serving, settings, app.state.api_keys)
         yield
+        if grpc_server is not None:
+            await grpc_server.stop(GRPC_GRACE_S)
         await asyncio.to_thread(serving.stop)
 
     app = FastAPI(

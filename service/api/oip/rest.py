@@ -104,7 +104,7 @@ def infer_response(answer: InferAnswer, plan: BinaryPlan) -> Response:
             "shape": tensor.shape,
         }
         if plan.binary(tensor.name):
-            raw = tensor.array.astype(tensor.array.dtype.newbyteorder("<")).tobytes()
+            raw = tensor.raw()
             entry["parameters"] = {"binary_data_size": len(raw)}
             blobs.append(raw)
         else:

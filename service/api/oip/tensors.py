@@ -60,6 +60,10 @@ class OutputTensor:
     def shape(self) -> list[int]:
         return list(self.array.shape)
 
+    def raw(self) -> bytes:
+        """The protocol's raw form: row-major, little-endian."""
+        return self.array.astype(self.array.dtype.newbyteorder("<")).tobytes()
+
 
 def element_count(shape: list[int], max_images: int) -> int:
     """The number of images a shape holds: 1-D, within 1..max_images (413 past it)."""
