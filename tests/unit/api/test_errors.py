@@ -216,6 +216,14 @@ def test_deadline_exceeded(make_app: Callable[..., FastAPI]) -> None:
     assert_error(response, 504, covers("deadline_exceeded"))
 
 
+def test_invalid_inference_request_in_the_protocols_shape(call: Call) -> None:
+    """Under /v2 the body is the Open Inference Protocol's ``{"error": "<message>"}``."""
+    response = call("POST", "/v2/models/age/infer", content=b"{nope")
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert body["code"] == covers("invalid_inference_request") and isinstance(body["error"], str)
+
+
 def test_every_code_of_the_table_was_produced_above() -> None:
     """Runs last in this module (pytest keeps file order)."""
     assert {kind.code for kind in ERROR_TABLE} == COVERED
