@@ -130,75 +130,53 @@ def test_grpc_client_every_endpoint(endpoints: Endpoints) -> None:
     )
 
 
-def http_error(call: Callable[[], Any]) -> InferenceServerException:
-    with pytest.raises(InferenceServerException) as caught:
-        call()
-    return caught.value
+def one(module: Any, data: bytes = PNGS[0], count: int = 1, datatype: str = "BYTES") -> list[Any]:
+    return [image_input(module, *[data] * count, datatype=datatype)]
 
 
-HTTP_ERRORS = {
-    "no key": (lambda c, h: c.infer("age", [image_input(http, PNGS[0])]), "401"),
-    "unknown model": (lambda c, h: c.infer("nope", [image_input(http, PNGS[0])], headers=h), "404"),
+# case: (the call, with a client, its module and the key's headers; HTTP status; gRPC code)
+ERRORS: dict[str, tuple[Callable[[Any, Any, dict[str, str]], Any], str, str]] = {
+    "no key": (lambda c, m, h: c.infer("age", one(m)), "401", "UNAUTHENTICATED"),
+    "unknown model": (lambda c, m, h: c.infer("nope", one(m), headers=h), "404", "NOT_FOUND"),
     "unknown version": (
-        lambda c, h: c.get_model_metadata("age", model_version="v99", headers=h),
+        lambda c, m, h: c.get_model_metadata("age", model_version="v99", headers=h),
         "404",
-    ),
-    "wrong datatype": (
-        lambda c, h: c.infer("age", [image_input(http, PNGS[0], datatype="INT32")], headers=h),
-        "400",
-    ),
-    "not an image": (lambda c, h: c.infer("age", [image_input(http, b"hello")], headers=h), "415"),
-    "more than the limit": (
-        lambda c, h: c.infer("age", [image_input(http, *[PNGS[0]] * (LIMIT + 1))], headers=h),
-        "413",
-    ),
-    "unknown output": (
-        lambda c, h: c.infer(
-            "age", [image_input(http, PNGS[0])], outputs=[http.InferRequestedOutput("x")], headers=h
-        ),
-        "400",
-    ),
-}
-
-
-@pytest.mark.parametrize("case", list(HTTP_ERRORS))
-def test_http_client_errors(endpoints: Endpoints, case: str) -> None:
-    client, headers = endpoints.http_client()
-    call, status = HTTP_ERRORS[case]
-    error = http_error(lambda: call(client, headers))
-    assert error.status() == status and error.message(), error
-
-
-GRPC_ERRORS = {
-    "no key": (lambda c, h: c.infer("age", [image_input(tgrpc, PNGS[0])]), "UNAUTHENTICATED"),
-    "unknown model": (
-        lambda c, h: c.infer("nope", [image_input(tgrpc, PNGS[0])], headers=h),
-        "NOT_FOUND",
-    ),
-    "unknown version": (
-        lambda c, h: c.get_model_metadata("age", model_version="v99", headers=h),
         "NOT_FOUND",
     ),
     "wrong datatype": (
-        lambda c, h: c.infer("age", [image_input(tgrpc, PNGS[0], datatype="INT32")], headers=h),
+        lambda c, m, h: c.infer("age", one(m, datatype="INT32"), headers=h),
+        "400",
         "INVALID_ARGUMENT",
     ),
     "not an image": (
-        lambda c, h: c.infer("age", [image_input(tgrpc, b"hello")], headers=h),
+        lambda c, m, h: c.infer("age", one(m, b"hello"), headers=h),
+        "415",
         "INVALID_ARGUMENT",
     ),
     "more than the limit": (
-        lambda c, h: c.infer("age", [image_input(tgrpc, *[PNGS[0]] * (LIMIT + 1))], headers=h),
+        lambda c, m, h: c.infer("age", one(m, count=LIMIT + 1), headers=h),
+        "413",
+        "INVALID_ARGUMENT",
+    ),
+    "unknown output": (
+        lambda c, m, h: c.infer("age", one(m), outputs=[m.InferRequestedOutput("x")], headers=h),
+        "400",
         "INVALID_ARGUMENT",
     ),
 }
 
 
-@pytest.mark.parametrize("case", list(GRPC_ERRORS))
-def test_grpc_client_errors(endpoints: Endpoints, case: str) -> None:
-    call, status = GRPC_ERRORS[case]
-    error = http_error(lambda: call(endpoints.grpc_client(), {"x-api-key": KEY}))
-    assert error.status() == f"StatusCode.{status}" and error.message(), error
+@pytest.mark.parametrize("transport", ["http", "grpc"])
+@pytest.mark.parametrize("case", list(ERRORS))
+def test_client_errors(endpoints: Endpoints, case: str, transport: str) -> None:
+    call, http_status, grpc_code = ERRORS[case]
+    if transport == "http":
+        client, module, status = endpoints.http_client()[0], http, http_status
+    else:
+        client, module, status = endpoints.grpc_client(), tgrpc, f"StatusCode.{grpc_code}"
+    with pytest.raises(InferenceServerException) as caught:
+        call(client, module, {"x-api-key": KEY})
+    assert caught.value.status() == status and caught.value.message(), caught.value
 
 
 def raw_infer(endpoints: Endpoints, shape: list[int], raw: list[bytes]) -> grpc.RpcError:
