@@ -5,6 +5,7 @@ equal to v1's, and each kind of bad input answered with its 4xx in the protocol'
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import struct
@@ -305,3 +306,26 @@ def test_not_ready_is_503(tiny_store: Path) -> None:
         call("POST", "/v2/models/age/infer", json=json_body(PNGS[0])), 503, "not_ready"
     )
     assert "weights missing" in message
+
+
+def test_uploads_in_flight_are_bounded_on_v2_too(make_app: Callable[..., FastAPI]) -> None:
+    """The same upload slots as v1: a second body while one trickles in is a 429."""
+    app = make_app(max_concurrent_uploads=1)
+
+    async def trickle() -> Any:
+        yield b'{"inputs": '
+        await asyncio.sleep(1.0)
+        yield b"[]}"
+
+    async def run() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            slow = asyncio.ensure_future(client.post("/v2/models/age/infer", content=trickle()))
+            await asyncio.sleep(0.3)
+            second = await client.post("/v2/models/age/infer", json=json_body(PNGS[0]))
+            return [await slow, second]
+
+    slow, second = asyncio.run(run())
+    assert_oip_error(slow, 400, "invalid_inference_request")  # read, then judged: no image
+    assert_oip_error(second, 429, "overloaded")
+    assert second.headers["retry-after"] == "1"
