@@ -205,6 +205,20 @@ def test_grpc_lying_lengths_and_shapes(endpoints: Endpoints) -> None:
         assert dict(error.trailing_metadata())["oclip-error-code"] == "invalid_inference_request"
 
 
+def test_grpc_typed_bytes_contents_equal_raw_contents(endpoints: Endpoints) -> None:
+    """BYTES elements in ``contents.bytes_contents`` instead of ``raw_input_contents``."""
+    request = service_pb2.ModelInferRequest(model_name="age")
+    tensor = request.inputs.add(name="image", datatype="BYTES", shape=[len(PNGS)])
+    tensor.contents.bytes_contents.extend(PNGS)
+    request.outputs.add(name="expected")
+    with grpc.insecure_channel(endpoints.grpc_address) as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        answer = stub.ModelInfer(request, metadata=[("x-api-key", KEY)])
+    (raw,) = answer.raw_output_contents
+    expected = [p["expected"] for p in v1(endpoints, *PNGS)]
+    np.testing.assert_allclose(np.frombuffer(raw, dtype="<f8"), expected, atol=1e-6)
+
+
 def test_both_transports_are_counted_in_the_same_metrics(endpoints: Endpoints) -> None:
     client, headers = endpoints.http_client()
     client.infer("age", [image_input(http, PNGS[0])], headers=headers)

@@ -25,6 +25,11 @@ def _compile() -> tuple[ModuleType, ModuleType]:
     sys.path.insert(0, str(PROTO.parent))
     try:
         return grpc.protos_and_services(PROTO.name)  # type: ignore[attr-defined,no-any-return]
+    except TypeError as exc:  # protobuf's default pool already holds package "inference"
+        raise RuntimeError(
+            "the Open Inference Protocol's messages are already registered in this process "
+            "(by tritonclient.grpc, for one): serve gRPC from a process of its own"
+        ) from exc
     finally:
         sys.path.remove(str(PROTO.parent))
 
