@@ -18,7 +18,14 @@ from service.errors import ERROR_TABLE
 from service.registry.store import PROTOTYPES_FILE
 from tests import corpus, images
 from tests.server_process import ROOT
-from tests.unit.api.conftest import Call, assert_error, caller, image_parts, loaded_host
+from tests.unit.api.conftest import (
+    Call,
+    assert_error,
+    caller,
+    image_parts,
+    loaded_host,
+    while_one_trickles,
+)
 
 PNG = images.png()
 COVERED: set[str] = set()
@@ -259,25 +266,11 @@ def test_client_codes_never_come_back_as_500(call: Call) -> None:
 
 def test_uploads_in_flight_are_bounded(make_app: Callable[..., FastAPI]) -> None:
     app = make_app(max_concurrent_uploads=1)
-
-    async def trickle() -> AsyncIterator[bytes]:
-        yield b"\xff\xd8"
-        await asyncio.sleep(1.0)
-        yield b"rest"
-
-    async def run() -> list[httpx.Response]:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            slow = asyncio.ensure_future(
-                client.post(
-                    "/v1/age/predict", content=trickle(), headers={"content-type": "image/jpeg"}
-                )
-            )
-            await asyncio.sleep(0.3)
-            second = await client.post("/v1/age/predict", files=image_parts(PNG))
-            return [await slow, second]
-
-    slow, second = asyncio.run(run())
+    raw = {"content-type": "image/jpeg"}
+    path = "/v1/age/predict"
+    slow, second = while_one_trickles(
+        app, path, [b"\xff\xd8", b"rest"], raw, files=image_parts(PNG)
+    )
     assert slow.status_code == 415  # its body (not an image) was read and judged
     assert_error(second, 429, "overloaded")
 

@@ -4,7 +4,6 @@ shape, never a 500."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import struct
@@ -12,13 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from fastapi import FastAPI
 
 from service.engine.lifecycle import EngineHost
 from tests import images
-from tests.unit.api.conftest import Call, caller
+from tests.unit.api.conftest import Call, caller, while_one_trickles
 from tests.unit.api.oip_helpers import HEADER, PNGS, assert_oip_error, json_body
 
 
@@ -168,21 +166,9 @@ def test_not_ready_is_503(tiny_store: Path) -> None:
 def test_uploads_in_flight_are_bounded_on_v2_too(make_app: Callable[..., FastAPI]) -> None:
     """The same upload slots as v1: a second body while one trickles in is a 429."""
     app = make_app(max_concurrent_uploads=1)
-
-    async def trickle() -> Any:
-        yield b'{"inputs": '
-        await asyncio.sleep(1.0)
-        yield b"[]}"
-
-    async def run() -> list[httpx.Response]:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            slow = asyncio.ensure_future(client.post("/v2/models/age/infer", content=trickle()))
-            await asyncio.sleep(0.3)
-            second = await client.post("/v2/models/age/infer", json=json_body(PNGS[0]))
-            return [await slow, second]
-
-    slow, second = asyncio.run(run())
+    body = json_body(PNGS[0])
+    path = "/v2/models/age/infer"
+    slow, second = while_one_trickles(app, path, [b'{"inputs": ', b"[]}"], {}, json=body)
     assert_oip_error(slow, 400, "invalid_inference_request")  # read, then judged: no image
     assert_oip_error(second, 429, "overloaded")
     assert second.headers["retry-after"] == "1"
