@@ -68,11 +68,13 @@ bench: install $(RAY_VENV)/.installed
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.runtimes
 	$(BIN)/python -m bench.faces
+	$(BIN)/python -m bench.oip
 
 bench-quick: install $(RAY_VENV)/.installed
 	$(BIN)/python -m bench --quick
 	$(BIN)/python -m bench.runtimes --quick
 	$(BIN)/python -m bench.faces --repeat 2
+	$(BIN)/python -m bench.oip --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

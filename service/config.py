@@ -30,6 +30,13 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Interface to bind.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port.")
+    grpc_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="TCP port of the Open Inference Protocol's gRPC service "
+        "(inference.GRPCInferenceService, needs the `grpc` extra); 0 = off.",
+    )
     device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'.")
     precision: Precision = Field(
         "auto",

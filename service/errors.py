@@ -36,6 +36,14 @@ class MalformedRequest(ServiceError):
     meaning = "The multipart body cannot be parsed."
 
 
+class InvalidInferenceRequest(ServiceError):
+    code, status = "invalid_inference_request", 400
+    meaning = (
+        "An Open Inference Protocol (`/v2`, gRPC) request with bad JSON, a binary layout that "
+        "disagrees with its header, or a wrong tensor name, datatype, shape or parameter."
+    )
+
+
 class Unauthorized(ServiceError):
     code, status = "unauthorized", 401
     meaning = "No valid API key (`Authorization: Bearer` or `X-API-Key`)."
@@ -156,6 +164,7 @@ ErrorKind = type[ServiceError] | FrameworkError
 # table and of every route's documented responses.
 ERROR_TABLE: list[ErrorKind] = [
     MalformedRequest,
+    InvalidInferenceRequest,
     Unauthorized,
     UnknownTask,
     NOT_FOUND,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -13,10 +14,25 @@ from service.api.deps import UploadSlots
 from service.api.errors import install_error_handlers
 from service.api.middleware import BodySizeLimitMiddleware, InFlight, RequestContextMiddleware
 from service.api.openapi import install_openapi
-from service.api.routes import admin, health, models, page, predict
+from service.api.routes import admin, health, models, oip, page, predict
 from service.config import Settings
 from service.engine.factory import load_engine
 from service.engine.lifecycle import EngineHost
+
+GRPC_GRACE_S = 5.0
+
+
+async def start_grpc(host: EngineHost, settings: Settings, api_keys: list[bytes]) -> Any:
+    """The Open Inference Protocol's gRPC service when ``OCLIP_GRPC_PORT`` is set."""
+    if not settings.grpc_port:
+        return None
+    try:
+        from service.api.oip.grpc_server import start_grpc as start
+    except ImportError as exc:
+        raise RuntimeError(
+            f"OCLIP_GRPC_PORT needs the grpc extra (pip install 'ordinal-service[grpc]'): {exc}"
+        ) from exc
+    return await start(host, settings, api_keys)
 
 
 def create_app(settings: Settings | None = None, host: EngineHost | None = None) -> FastAPI:
@@ -30,10 +46,13 @@ def create_app(settings: Settings | None = None, host: EngineHost | None = None)
     serving = host
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if serving.engine is None:
             serving.start_loading()
+        grpc_server = await start_grpc(serving, settings, app.state.api_keys)
         yield
+        if grpc_server is not None:
+            await grpc_server.stop(GRPC_GRACE_S)
         await asyncio.to_thread(serving.stop)
 
     app = FastAPI(
@@ -54,7 +73,8 @@ def create_app(settings: Settings | None = None, host: EngineHost | None = None)
     app.add_middleware(
         RequestContextMiddleware, in_flight=app.state.in_flight, draining=lambda: host.draining
     )
-    for router in (predict.router, models.router, health.router, page.router):
+    routers = (predict.router, models.router, health.router, page.router, oip.server, oip.models)
+    for router in routers:
         app.include_router(router)
     if app.state.admin_keys:
         app.include_router(admin.router)

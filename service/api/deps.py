@@ -9,16 +9,18 @@ never pins an engine across a reload or holds a drain open.
 from __future__ import annotations
 
 import hmac
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 
-from service.api.uploads import read_images
+from service.api.uploads import read_images, received_within
 from service.config import Settings
 from service.engine.engine import InferenceEngine, NamedImage
 from service.engine.lifecycle import EngineHost
 from service.errors import InvalidRequest, Overloaded, Unauthorized, retry_after
+
+T = TypeVar("T")
 
 
 async def get_host(request: Request) -> EngineHost:
@@ -40,7 +42,8 @@ class UploadSlots:
         self.busy = 0
 
 
-async def get_images(request: Request) -> list[NamedImage]:
+async def _upload(request: Request, read: Callable[[], Awaitable[T]]) -> T:
+    """``read()`` of the body in one of the upload slots, within the upload timeout."""
     settings: Settings = request.app.state.settings
     slots: UploadSlots = request.app.state.upload_slots
     if slots.busy >= slots.limit:
@@ -50,21 +53,32 @@ async def get_images(request: Request) -> list[NamedImage]:
         )
     slots.busy += 1
     try:
-        return await read_images(
-            request, settings.max_images_per_request, settings.upload_timeout_s
-        )
+        return await received_within(read(), settings.upload_timeout_s)
     finally:
         slots.busy -= 1
 
 
-def _early_checks(request: Request, task_names: list[str] | None) -> None:
+async def get_images(request: Request) -> list[NamedImage]:
+    limit = request.app.state.settings.max_images_per_request
+    return await _upload(request, lambda: read_images(request, limit))
+
+
+async def get_body(request: Request) -> bytes:
+    """The raw body (Open Inference Protocol requests parse their own)."""
+    return await _upload(request, request.body)
+
+
+def refuse_early(host: EngineHost, arrived: float | None, task_names: list[str] | None) -> None:
     """Before the body is read: draining (503), unknown tasks (404), encoders already past
     the target wait (429). The engine checks admission again for real."""
-    host: EngineHost = request.app.state.host
-    host.check_accepting(request.scope["state"].get("arrived"))
+    host.check_accepting(arrived)
     engine = host.engine
     if engine is not None:
         engine.check_admission(list(engine.tasks) if task_names is None else task_names)
+
+
+def _early_checks(request: Request, task_names: list[str] | None) -> None:
+    refuse_early(request.app.state.host, request.scope["state"].get("arrived"), task_names)
 
 
 async def check_task(task: str, request: Request) -> str:
@@ -92,13 +106,12 @@ async def get_engine(request: Request) -> AsyncIterator[InferenceEngine]:
         yield engine
 
 
-def _check_key(request: Request, keys: list[bytes]) -> None:
-    """``Authorization: Bearer <key>`` or ``X-API-Key: <key>``, compared in constant time."""
-    authorization = request.headers.get("authorization", "")
+def check_key(headers: Mapping[str, str], keys: list[bytes]) -> None:
+    """``Authorization: Bearer <key>`` or ``X-API-Key: <key>`` (HTTP headers or gRPC
+    metadata, lower-case names), compared in constant time."""
+    authorization = headers.get("authorization", "")
     scheme, _, token = authorization.partition(" ")
-    presented = (
-        token.strip() if scheme.lower() == "bearer" else request.headers.get("x-api-key", "")
-    )
+    presented = token.strip() if scheme.lower() == "bearer" else headers.get("x-api-key", "")
     matched = False
     for key in keys:  # compare with every key, in constant time each
         matched |= hmac.compare_digest(presented.encode(), key)
@@ -112,11 +125,11 @@ def _check_key(request: Request, keys: list[bytes]) -> None:
 async def require_api_key(request: Request) -> None:
     keys: list[bytes] = request.app.state.api_keys
     if keys:
-        _check_key(request, keys)
+        check_key(request.headers, keys)
 
 
 async def require_admin_key(request: Request) -> None:
-    _check_key(request, request.app.state.admin_keys)
+    check_key(request.headers, request.app.state.admin_keys)
 
 
 HostDep = Annotated[EngineHost, Depends(get_host)]
@@ -124,6 +137,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 TaskDep = Annotated[str, Depends(check_task)]
 CapacityChecked = Depends(check_capacity)
 ImagesDep = Annotated[list[NamedImage], Depends(get_images)]
+BodyDep = Annotated[bytes, Depends(get_body)]
 # scope="function": the lease ends before the response is written, so a client that
 # stops reading its answer cannot pin a retired engine or hold a drain open.
 EngineDep = Annotated[InferenceEngine, Depends(get_engine, scope="function")]

@@ -1,4 +1,6 @@
-"""Every error leaves the service as ``{"error": {"code", "message"}}``, never a traceback.
+"""Every error leaves the service as ``{"error": {"code", "message"}}``, never a traceback;
+under ``/v2`` (the Open Inference Protocol) as the protocol's ``{"error": "<message>"}``,
+with the same status and the stable code beside it.
 
 Statuses and codes come from :data:`service.errors.ERROR_TABLE`, which also generates each
 route's documented responses (:func:`documented`).
@@ -26,16 +28,29 @@ from service.errors import (
 log = logging.getLogger(__name__)
 
 
+OIP_PREFIX = "/v2"
+
+
+def speaks_oip(path: str) -> bool:
+    """Whether ``path`` is one of the Open Inference Protocol's routes."""
+    return path == OIP_PREFIX or path.startswith(f"{OIP_PREFIX}/")
+
+
 def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
+    status: int, code: str, message: str, headers: dict[str, str] | None = None, path: str = ""
 ) -> JSONResponse:
     metrics.ERRORS.labels(code).inc()
-    body = {"error": {"code": code, "message": message}}
+    body: dict[str, Any] = (
+        {"error": message, "code": code}
+        if speaks_oip(path)
+        else {"error": {"code": code, "message": message}}
+    )
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def internal_error_response() -> JSONResponse:
-    return error_response(500, INTERNAL_ERROR.code, "internal error; the request was not processed")
+def internal_error_response(path: str = "") -> JSONResponse:
+    message = "internal error; the request was not processed"
+    return error_response(500, INTERNAL_ERROR.code, message, path=path)
 
 
 # Any route can answer these: 405 for another method on its path, 500 for a bug.
@@ -58,28 +73,30 @@ def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return responses
 
 
-async def _service_error(_: Request, exc: Exception) -> JSONResponse:
+async def _service_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
     if exc.status >= 500:  # a refusal while loading or draining is routine, not an error
         log.log(
             logging.INFO if exc.status == 503 else logging.ERROR, "%s: %s", exc.code, exc.message
         )
-    return error_response(exc.status, exc.code, exc.message, exc.headers)
+    return error_response(exc.status, exc.code, exc.message, exc.headers, request.url.path)
 
 
-async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     problems = "; ".join(
         f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in exc.errors()
     )
-    return error_response(422, InvalidRequest.code, problems or "invalid request")
+    message = problems or "invalid request"
+    return error_response(422, InvalidRequest.code, message, path=request.url.path)
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     known = FRAMEWORK_ERRORS.get(exc.status_code)
     code = known.code if known else f"http_{exc.status_code}"
-    return error_response(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    return error_response(exc.status_code, code, str(exc.detail), headers, request.url.path)
 
 
 def install_error_handlers(app: FastAPI) -> None:

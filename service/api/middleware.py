@@ -119,7 +119,7 @@ class RequestContextMiddleware:
             log.exception("unhandled error", exc_info=exc)
             if started:
                 raise  # the answer is half sent: only closing the connection is honest
-            await internal_error_response()(scope, receive_tracked, send_with_id)
+            await internal_error_response(scope["path"])(scope, receive_tracked, send_with_id)
         finally:
             self.in_flight.leave(id(state))
             metrics.IN_FLIGHT.dec()
@@ -162,7 +162,8 @@ class BodySizeLimitMiddleware:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            response = error_response(413, PayloadTooLarge.code, self._message(int(declared)))
+            message = self._message(int(declared))
+            response = error_response(413, PayloadTooLarge.code, message, path=scope["path"])
             await response(scope, receive, send)
             return
         received = 0

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Awaitable, Iterable
+from typing import Any, TypeVar
 
 from fastapi import Request
 from PIL import Image
@@ -20,6 +20,7 @@ from service.errors import (
     UploadTimeout,
 )
 
+T = TypeVar("T")
 IMAGE_FIELD = "image"
 MAX_TEXT_FIELDS = 64
 RAW_BODY_TYPES = ("image/", "application/octet-stream")
@@ -79,16 +80,17 @@ def image_upload_openapi(
     return body, form
 
 
-async def read_images(request: Request, max_images: int, timeout_s: float) -> list[NamedImage]:
-    """All images of the request, in order, received within ``timeout_s`` (a client that
-    trickles its body gets 408). Raises typed errors for every malformed case."""
+async def received_within(read: Awaitable[T], timeout_s: float) -> T:
+    """``read`` (of a request body) done within ``timeout_s``: a client that trickles its
+    body gets 408."""
     try:
-        return await asyncio.wait_for(_read_images(request, max_images), timeout_s)
+        return await asyncio.wait_for(read, timeout_s)
     except TimeoutError:
         raise UploadTimeout(f"the request body did not arrive within {timeout_s:g} s") from None
 
 
-async def _read_images(request: Request, max_images: int) -> list[NamedImage]:
+async def read_images(request: Request, max_images: int) -> list[NamedImage]:
+    """All images of the request, in order. Raises typed errors for every malformed case."""
     content_type = request.headers.get("content-type", "").lower()
     if content_type.startswith(RAW_BODY_TYPES):
         return [NamedImage(name="body", data=await request.body())]

@@ -256,7 +256,7 @@ def test_too_many_bytes(server: RunningServer) -> None:
 
 def test_unknown_route_and_method(server: RunningServer) -> None:
     with server.client() as client:
-        assert_error(client.get("/v2/nothing"), 404, "not_found")
+        assert_error(client.get("/v9/nothing"), 404, "not_found")
         assert_error(client.get("/v1/age/predict"), 405, "method_not_allowed")
 
 

@@ -4,7 +4,7 @@ ASGI transport (no server process, no lifespan: the host is loaded once per sess
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,3 +84,26 @@ def assert_error(response: httpx.Response, status: int, code: str) -> dict:
     assert "Traceback" not in response.text
     assert response.headers["x-request-id"]
     return body
+
+
+def while_one_trickles(
+    app: FastAPI, path: str, first: list[bytes], headers: dict[str, str], **second: Any
+) -> tuple[httpx.Response, httpx.Response]:
+    """A POST to ``path`` whose body parts ``first`` arrive a second apart and, while it is
+    being received, a second POST (``second``: httpx kwargs): both responses."""
+
+    async def trickle() -> AsyncIterator[bytes]:
+        for index, part in enumerate(first):
+            if index:
+                await asyncio.sleep(1.0)
+            yield part
+
+    async def run() -> tuple[httpx.Response, httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            slow = asyncio.ensure_future(client.post(path, content=trickle(), headers=headers))
+            await asyncio.sleep(0.3)
+            other = await client.post(path, **second)
+            return await slow, other
+
+    return asyncio.run(run())

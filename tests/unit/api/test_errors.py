@@ -18,7 +18,14 @@ from service.errors import ERROR_TABLE
 from service.registry.store import PROTOTYPES_FILE
 from tests import corpus, images
 from tests.server_process import ROOT
-from tests.unit.api.conftest import Call, assert_error, caller, image_parts, loaded_host
+from tests.unit.api.conftest import (
+    Call,
+    assert_error,
+    caller,
+    image_parts,
+    loaded_host,
+    while_one_trickles,
+)
 
 PNG = images.png()
 COVERED: set[str] = set()
@@ -53,7 +60,7 @@ def test_unknown_task_is_refused_before_the_upload_is_read(call: Call) -> None:
 
 
 def test_not_found_and_admin_off_without_an_admin_key(call: Call) -> None:
-    assert_error(call("GET", "/v2/whatever"), 404, covers("not_found"))
+    assert_error(call("GET", "/v9/whatever"), 404, covers("not_found"))
     assert_error(call("POST", "/admin/reload"), 404, "not_found")
 
 
@@ -216,6 +223,14 @@ def test_deadline_exceeded(make_app: Callable[..., FastAPI]) -> None:
     assert_error(response, 504, covers("deadline_exceeded"))
 
 
+def test_invalid_inference_request_in_the_protocols_shape(call: Call) -> None:
+    """Under /v2 the body is the Open Inference Protocol's ``{"error": "<message>"}``."""
+    response = call("POST", "/v2/models/age/infer", content=b"{nope")
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert body["code"] == covers("invalid_inference_request") and isinstance(body["error"], str)
+
+
 def test_every_code_of_the_table_was_produced_above() -> None:
     """Runs last in this module (pytest keeps file order)."""
     assert {kind.code for kind in ERROR_TABLE} == COVERED
@@ -251,25 +266,11 @@ def test_client_codes_never_come_back_as_500(call: Call) -> None:
 
 def test_uploads_in_flight_are_bounded(make_app: Callable[..., FastAPI]) -> None:
     app = make_app(max_concurrent_uploads=1)
-
-    async def trickle() -> AsyncIterator[bytes]:
-        yield b"\xff\xd8"
-        await asyncio.sleep(1.0)
-        yield b"rest"
-
-    async def run() -> list[httpx.Response]:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            slow = asyncio.ensure_future(
-                client.post(
-                    "/v1/age/predict", content=trickle(), headers={"content-type": "image/jpeg"}
-                )
-            )
-            await asyncio.sleep(0.3)
-            second = await client.post("/v1/age/predict", files=image_parts(PNG))
-            return [await slow, second]
-
-    slow, second = asyncio.run(run())
+    raw = {"content-type": "image/jpeg"}
+    path = "/v1/age/predict"
+    slow, second = while_one_trickles(
+        app, path, [b"\xff\xd8", b"rest"], raw, files=image_parts(PNG)
+    )
     assert slow.status_code == 415  # its body (not an image) was read and judged
     assert_error(second, 429, "overloaded")
 
