@@ -2,7 +2,8 @@
 
 demo      random-weight backbone + age/aesthetics/decade, one prompt per rank (offline, fast)
 zeroshot  template-ensemble prototypes from pretrained CLIP weights (needs the weights)
-fit       learn OrdinalCLIP (or CoOp) rank prompts; publishes when --model-store is given
+fit       learn OrdinalCLIP, CoOp or NumCLIP prompts; publishes when --model-store is given
+compare   CoOp, OrdinalCLIP and NumCLIP on one protocol (synthetic set): JSON, Markdown, PNG
 evaluate  figures (JSON) and a plot for a *published* task, through the server's engine code
 calibrate fit a temperature and a conformal interval mass; publish a calibrated version
 publish   publish the best epoch of a finished run directory
@@ -22,6 +23,7 @@ import torch
 from service.registry import ModelStore, TaskManifest
 from service.trainer.architectures import TINY, build_clip
 from service.trainer.calibration import calibrate_published, split_list
+from service.trainer.compare_protocol import add_compare_flags, protocol_from
 from service.trainer.config import TrainConfig, add_flags, load_config
 from service.trainer.demo import explain_existing, publish_demo
 from service.trainer.tasks import BUILTIN_TASKS, TaskSpec, parse_values
@@ -108,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     publish = commands.add_parser("publish", aliases=["export"], help="publish a finished run")
     publish.add_argument("--run", type=Path, required=True, help="the run's output folder")
     publish.add_argument("--model-store", type=Path, required=True)
+
+    compare = commands.add_parser("compare", help="CoOp vs OrdinalCLIP vs NumCLIP, one protocol")
+    add_compare_flags(compare)
 
     synth = commands.add_parser("synth", help="write a synthetic ordinal dataset")
     synth.add_argument("--out", type=Path, required=True)
@@ -248,6 +253,12 @@ def main(argv: list[str] | None = None) -> None:
             args.version,
         )
         print(json.dumps(calibrated_summary(calibrated), indent=2))
+        return
+    if args.command == "compare":
+        from service.trainer.compare import run_compare
+
+        results = run_compare(protocol_from(args), args.out, args.work)
+        print(json.dumps(results["summary"], indent=2))
         return
     if args.command == "synth":
         from service.trainer.synthetic import write_synthetic

@@ -30,7 +30,9 @@ class TrainConfig(BaseModel):
     # model
     backbone: str = Field("ViT-B-16", description="open_clip architecture or 'tiny'")
     pretrained: str | None = Field(None, description="open_clip pretrained tag or checkpoint")
-    prompt: Literal["rank", "plain"] = Field("rank", description="OrdinalCLIP or CoOp")
+    prompt: Literal["rank", "plain", "numclip"] = Field(
+        "rank", description="rank: OrdinalCLIP, plain: CoOp, numclip: NumCLIP (docs/numclip.md)"
+    )
     num_context: int = Field(10, gt=0)
     context_init: str | None = Field(None, description="e.g. 'the age of the person is'")
     num_base_ranks: int = Field(3, gt=0)
@@ -38,6 +40,14 @@ class TrainConfig(BaseModel):
     tokens_per_rank: int = Field(1, gt=0)
     rank_position: Literal["tail", "front", "middle"] = "tail"
     rank_words: str | None = Field(None, description="comma-separated words to initialise ranks")
+    coarse_bins: int = Field(5, gt=0, description="NumCLIP: coarse bins (without --coarse-edges)")
+    coarse_edges: str | None = Field(
+        None, description="NumCLIP: rank values where the bins start, e.g. '0,13,19,35,65'"
+    )
+    coarse_words: str | None = Field(None, description="NumCLIP: one concept word per bin")
+    coarse_epochs: int | None = Field(
+        None, ge=0, description="NumCLIP: epochs on the bins before the ranks (default: half)"
+    )
     image_encoder: Literal["frozen", "finetune"] = "frozen"
     finetune_last: int = Field(0, ge=0, description="fine-tune only the last N blocks (0 = all)")
     # optimisation

@@ -16,7 +16,6 @@ import torch
 from open_clip.transform import image_transform
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
-from torchvision import transforms
 from tqdm import tqdm
 
 from service.engine.matching import rank_logits
@@ -32,8 +31,9 @@ from service.trainer.distributed import (
     init_distributed,
     shutdown,
 )
-from service.trainer.losses import ordinal_clip_loss
+from service.trainer.methods import objective_for
 from service.trainer.model import OrdinalClip
+from service.trainer.recipe import cosine_with_warmup, make_optimizer, train_transform
 from service.trainer.validation import encode_all, validate
 
 log = logging.getLogger(__name__)
@@ -56,38 +56,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def train_transform(size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> Any:
-    """The reference recipe scaled to the tower: resize 256/224·size, random crop, flip."""
-    return transforms.Compose(
-        [
-            transforms.Resize(
-                round(size * 256 / 224), interpolation=transforms.InterpolationMode.BICUBIC
-            ),
-            transforms.RandomCrop(size),
-            transforms.RandomHorizontalFlip(),
-            transforms.ToTensor(),
-            transforms.Normalize(mean, std),
-        ]
-    )
-
-
-def cosine_with_warmup(
-    optimizer: torch.optim.Optimizer, warmup: int, total: int
-) -> torch.optim.lr_scheduler.LambdaLR:
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(total - warmup, 1)
-        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def make_optimizer(config: TrainConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
-    kind = torch.optim.RAdam if config.optimizer == "radam" else torch.optim.AdamW
-    return kind(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -160,7 +128,10 @@ class Trainer:
             )
         self.val_loader = DataLoader(val_set, batch_size=64, num_workers=config.workers)
         self.wrapped: torch.nn.Module = (
-            DistributedDataParallel(self.model) if context.enabled else self.model
+            # NumCLIP's coarse stage leaves the fine ranks' residuals out of the graph
+            DistributedDataParallel(self.model, find_unused_parameters=config.prompt == "numclip")
+            if context.enabled
+            else self.model
         )
         self.optimizer = make_optimizer(config, self.model.trainable_parameters())
         steps_per_epoch = len(self.train_loader)
@@ -169,6 +140,7 @@ class Trainer:
             round(config.warmup_epochs * steps_per_epoch),
             config.epochs * steps_per_epoch,
         )
+        self.objective = objective_for(config, self.model.prompts)
         self.amp = device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
 
@@ -245,6 +217,7 @@ class Trainer:
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over the training data; returns the epoch's mean loss parts."""
         self.sampler.set_epoch(epoch)
+        self.objective.start_epoch(epoch)  # NumCLIP: coarse bins first, then the fine ranks
         if not self.cached:
             self.model.train()
         totals: dict[str, float] = {}
@@ -269,7 +242,7 @@ class Trainer:
             # The loss sees the global batch: its text->image KL is over the whole batch.
             image, labels = gather(image, self.context), gather(labels, self.context)
             logits = rank_logits(image, prototypes, self.model.logit_scale)
-            loss, parts = ordinal_clip_loss(logits, labels, config.ce_weight, config.kl_weight)
+            loss, parts = self.objective(logits, labels)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if config.grad_clip:

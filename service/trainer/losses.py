@@ -23,12 +23,17 @@ def ordinal_clip_loss(
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """``logits``: N x R image→rank logits (already scaled). Returns the loss and its parts."""
     cross_entropy = F.cross_entropy(logits, labels)
-    targets, present = text_to_image_targets(labels, logits.shape[1])
-    log_probs = F.log_softmax(logits, dim=0)  # per rank, a distribution over the batch
-    # KL(target || p) per present column, summed over ranks and divided by their number.
-    safe_targets = torch.where(targets > 0, targets, torch.ones_like(targets))
-    kl = (targets * (safe_targets.log() - log_probs)).sum(dim=0)
-    kl = (kl * present).sum() / present.sum().clamp(min=1)
+    kl = text_to_image_kl(logits, labels)
     total = ce_weight * cross_entropy + kl_weight * kl
     parts = {"ce": cross_entropy.item(), "kl": kl.item(), "loss": total.item()}
     return total, parts
+
+
+def text_to_image_kl(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean over the ranks present of KL(target column || softmax of the logit column over
+    the batch): the text->image half of OrdinalCLIP's objective (NumCLIP weights the logits)."""
+    targets, present = text_to_image_targets(labels, logits.shape[1])
+    log_probs = F.log_softmax(logits, dim=0)  # per rank, a distribution over the batch
+    safe_targets = torch.where(targets > 0, targets, torch.ones_like(targets))
+    kl = (targets * (safe_targets.log() - log_probs)).sum(dim=0)
+    return (kl * present).sum() / present.sum().clamp(min=1)

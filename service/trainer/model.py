@@ -8,7 +8,7 @@ from torch import nn
 
 from service.trainer.architectures import BuiltClip
 from service.trainer.config import TrainConfig
-from service.trainer.prompts import PlainPromptLearner, RankPromptLearner
+from service.trainer.methods import build_prompts
 from service.trainer.text import TextEncoder
 
 
@@ -19,26 +19,7 @@ class OrdinalClip(nn.Module):
         super().__init__()
         self.visual = built.model.visual
         self.text = TextEncoder(built.model)
-        tokenizer = built.tokenizer()
-        words = config.rank_words.split(",") if config.rank_words else None
-        common = {
-            "num_context": config.num_context,
-            "tokens_per_rank": config.tokens_per_rank,
-            "position": config.rank_position,
-            "context_init": config.context_init,
-            "rank_words": words,
-        }
-        if config.prompt == "rank":
-            self.prompts: nn.Module = RankPromptLearner(
-                self.text,
-                tokenizer,
-                num_ranks,
-                num_base_ranks=config.num_base_ranks,
-                interpolation=config.interpolation,
-                **common,
-            )
-        else:
-            self.prompts = PlainPromptLearner(self.text, tokenizer, num_ranks, **common)
+        self.prompts = build_prompts(config, self.text, built.tokenizer(), num_ranks)
         # CLIP's temperature stays frozen, as in the reference recipe.
         self.register_buffer("logit_scale", built.model.logit_scale.detach().exp().clone())
         self.visual.requires_grad_(False)
@@ -58,7 +39,13 @@ class OrdinalClip(nn.Module):
                 part.requires_grad_(True)
 
     def prototypes(self) -> torch.Tensor:
+        """The R rank prototypes, as published."""
         embeddings, eot = self.prompts()
+        return F.normalize(self.text(embeddings, eot), dim=-1)
+
+    def step_prototypes(self) -> torch.Tensor:
+        """What a training step scores: the rank prototypes (NumCLIP's coarse stage: its bins')."""
+        embeddings, eot = self.prompts.step_prompts()
         return F.normalize(self.text(embeddings, eot), dim=-1)
 
     def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -68,7 +55,7 @@ class OrdinalClip(nn.Module):
         self, inputs: torch.Tensor, features: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
         image = F.normalize(inputs, dim=-1) if features else self.encode_images(inputs)
-        return image, self.prototypes()
+        return image, self.step_prototypes()
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]

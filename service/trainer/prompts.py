@@ -74,7 +74,7 @@ def build_layout(
     return PromptLayout(tokens, context_slots, rank_slots, int(tokens.argmax()))
 
 
-class _PromptLearner(nn.Module):
+class PromptLearner(nn.Module):
     """Shared machinery: fixed token embeddings with learned context and rank slots."""
 
     def __init__(
@@ -106,16 +106,23 @@ class _PromptLearner(nn.Module):
     def rank_embeddings(self) -> torch.Tensor:  # R x T x W
         raise NotImplementedError
 
-    def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Prompt embeddings R x L x W and EOT positions R."""
-        prompts = self.fixed_embeddings.expand(self.num_ranks, -1, -1).clone()
-        prompts[:, self.layout.context_slots] = self.context[None].expand(self.num_ranks, -1, -1)
-        prompts[:, self.layout.rank_slots] = self.rank_embeddings()
-        eot = torch.full((self.num_ranks,), self.layout.eot_index, device=prompts.device)
+    def forward(self, ranks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompt embeddings C x L x W and EOT positions C, for the R rank embeddings
+        (or the C given ``ranks``, C x T x W: NumCLIP's coarse bins)."""
+        ranks = self.rank_embeddings() if ranks is None else ranks
+        count = len(ranks)
+        prompts = self.fixed_embeddings.expand(count, -1, -1).clone()
+        prompts[:, self.layout.context_slots] = self.context[None].expand(count, -1, -1)
+        prompts[:, self.layout.rank_slots] = ranks
+        eot = torch.full((count,), self.layout.eot_index, device=prompts.device)
         return prompts, eot
 
+    def step_prompts(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The prompts a training step scores: the ranks' (NumCLIP's coarse stage: its bins)."""
+        return self()
 
-class RankPromptLearner(_PromptLearner):
+
+class RankPromptLearner(PromptLearner):
     """OrdinalCLIP: K base rank embeddings, interpolated into R ordered rank embeddings."""
 
     def __init__(
@@ -132,7 +139,7 @@ class RankPromptLearner(_PromptLearner):
         weights = interpolation_weights(num_ranks, num_base_ranks, interpolation)
         self.register_buffer("weights", weights, persistent=False)
         self.base = nn.Parameter(
-            _rank_init(text, tokenizer, rank_words, num_base_ranks, self.tokens_per_rank)
+            rank_init(text, tokenizer, rank_words, num_base_ranks, self.tokens_per_rank)
         )
 
     def rank_embeddings(self) -> torch.Tensor:
@@ -140,7 +147,7 @@ class RankPromptLearner(_PromptLearner):
         return (self.weights @ base).reshape(self.num_ranks, self.tokens_per_rank, -1)
 
 
-class PlainPromptLearner(_PromptLearner):
+class PlainPromptLearner(PromptLearner):
     """CoOp baseline: one free embedding per rank."""
 
     def __init__(
@@ -153,7 +160,7 @@ class PlainPromptLearner(_PromptLearner):
     ) -> None:
         super().__init__(text, tokenizer, num_ranks, **kwargs)  # type: ignore[arg-type]
         self.ranks = nn.Parameter(
-            _rank_init(text, tokenizer, rank_words, num_ranks, self.tokens_per_rank)
+            rank_init(text, tokenizer, rank_words, num_ranks, self.tokens_per_rank)
         )
 
     def rank_embeddings(self) -> torch.Tensor:
@@ -165,7 +172,7 @@ def _word_tokens(tokenizer: object, sentence: str) -> torch.Tensor:
     return tokens[1 : int(tokens.argmax())]  # between SOS and EOS
 
 
-def _rank_init(
+def rank_init(
     text: TextEncoder, tokenizer: object, words: list[str] | None, count: int, per_rank: int
 ) -> torch.Tensor:
     """count x T x W: the first token(s) of evenly picked rank words, or small noise."""

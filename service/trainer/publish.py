@@ -13,6 +13,7 @@ from service.trainer.architectures import BuiltClip, backbone_manifest
 from service.trainer.config import TrainConfig
 from service.trainer.crop import face_cropper
 from service.trainer.data import RankScale
+from service.trainer.methods import METHOD_NAMES
 from service.trainer.model import OrdinalClip
 
 
@@ -55,7 +56,7 @@ def publish_trained(
         metrics=metrics,
         provenance={
             "producer": "service.trainer fit",
-            "method": "OrdinalCLIP rank prompts" if config.prompt == "rank" else "CoOp prompts",
+            "method": METHOD_NAMES[config.prompt],
             "config": config.model_dump(mode="json"),
         },
     )

@@ -112,8 +112,8 @@ def kustomize_render(sandbox: Sandbox, command: str) -> None:
     folder = shlex.split(command)[-1]
     result = sandbox.shell(f"kubectl kustomize {shlex.quote(folder)}", cwd=ROOT)
     sandbox.check(command, result)
-    if "kind: Deployment" not in result.stdout:
-        sandbox.failures.append(f"{command}\n-> kubectl kustomize rendered no Deployment")
+    if not re.search(r"^kind: (Deployment|InferenceService)$", result.stdout, re.M):
+        sandbox.failures.append(f"{command}\n-> kubectl kustomize rendered no workload")
 
 
 def curl_against_server(sandbox: Sandbox, command: str) -> None:
@@ -149,6 +149,8 @@ RULES: list[tuple[str, Action]] = [
     (r"python -m service\.batch \.\.\.", help_lists_flags),  # elided arguments, Ray cluster
     (r"\.venv/bin/python -m service\.trainer (synth|fit|evaluate) ", run),
     (r"\.venv/bin/python -m service\.trainer zeroshot ", help_lists_flags),  # needs weights
+    # trains three methods x three seeds (minutes); test_numclip_e2e.py runs it on a small budget
+    (r"\.venv/bin/python -m service\.trainer compare ", help_lists_flags),
     (r"make ", make_dry_run),  # serve runs until stopped, test runs this test, bench 22 min
     (r"kubectl apply -n oclip -k ", kustomize_render),
     (r"kubectl (create|get|-n oclip get) ", skip(NO_CLUSTER)),
