@@ -22,6 +22,9 @@ from service.engine.faces.types import Eyes, Face, Point, order_faces, upright_b
 THRESHOLDS = (0.6, 0.7, 0.7)
 TIGHT = 0.8  # an MTCNN box is this much of the face or more: search that far below min_size
 CHUNK = 256  # crops per R-/O-Net forward: bounds the batch's memory on a crowd
+# P-Net's best proposals kept for R-Net: bounds the later stages' cost on busy texture
+# (a crowd of 100 faces gives a few hundred after NMS).
+MAX_PROPOSALS = 2000
 
 
 def _tensor(images: list[Image.Image]) -> torch.Tensor:
@@ -79,7 +82,7 @@ class MTCNNDetector:
         if not found:
             return np.zeros((0, 5), np.float32)
         boxes = np.concatenate(found)
-        boxes = boxes[nms(boxes, 0.7)]
+        boxes = boxes[nms(boxes, 0.7)[:MAX_PROPOSALS]]  # nms gives the best first
         return squared(np.column_stack([_refine(boxes, boxes[:, 5:9]), boxes[:, 4]]))
 
     def _stage(
