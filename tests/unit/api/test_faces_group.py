@@ -11,7 +11,7 @@ from PIL import Image
 
 from tests import images
 from tests.unit.api.conftest import Call
-from tests.unit.api.test_faces_api import contains, jpeg_part
+from tests.unit.api.test_faces_api import assert_faces_largest_first
 
 data = pytest.importorskip("skimage.data")
 
@@ -41,16 +41,7 @@ def group() -> tuple[Image.Image, list[tuple[float, float]]]:
 
 
 def assert_three_faces_largest_first(call: Call, upload: bytes) -> None:
-    _, centres = group()
-    response = call("POST", "/v1/age/predict?faces=true", files=jpeg_part(upload))
-    assert response.status_code == 200, response.text
-    (image,) = response.json()["predictions"]
-    faces = image["faces"]
-    assert image["faces_found"] == len(faces) == 3
-    for face, centre in zip(faces, centres, strict=True):
-        assert contains(face["box"], *centre)
-    areas = [face["box"]["width"] * face["box"]["height"] for face in faces]
-    assert areas == sorted(areas, reverse=True)
+    assert_faces_largest_first(call, upload, group()[1])
 
 
 def test_group_photo_gives_all_three_faces_down_to_42_px(call: Call) -> None:
