@@ -90,6 +90,8 @@ class MTCNNDetector:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Re-score the candidate squares on ``side`` px crops; keep, refine, merge them."""
         empty = np.zeros((0, 5), np.float32), np.zeros((0, 10), np.float32)
+        # A regression can turn a box inside out; Pillow cannot crop those.
+        boxes = boxes[(boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)]
         if not len(boxes):
             return empty
         scores, offsets, points = [], [], []
