@@ -27,10 +27,12 @@ RUN index="${TORCH_INDEX_URL}"; \
 # the code does not rebuild this multi-gigabyte layer.
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY service/engine/faces/weights-requirements.txt /tmp/face-weights.txt
 # hadolint ignore=DL3013
 RUN mkdir service && touch service/__init__.py \
     && extras=train && if [ "$TORCH_VARIANT" = "cpu" ]; then extras=train,onnx,openvino; fi \
     && pip install ${PIP_EXTRA_ARGS} ".[$extras]" && pip uninstall -y ordinal-service \
+    && pip install ${PIP_EXTRA_ARGS} --no-deps --require-hashes -r /tmp/face-weights.txt \
     && rm -rf service
 
 # -- optional: bake a zero-shot registry from pretrained weights (needs network access) ------

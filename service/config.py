@@ -135,10 +135,11 @@ class Settings(BaseSettings):
         description="On SIGTERM, keep answering 503 on /readyz this long before "
         "exiting (time for a load balancer to notice).",
     )
-    face_detector: Literal["haar", "yunet"] = Field(
-        "haar",
-        description="Face detector for per-face predictions: 'haar' (OpenCV's bundled "
-        "cascade) or 'yunet' (needs face_yunet_model).",
+    face_detector: Literal["auto", "mtcnn", "haar", "yunet"] = Field(
+        "auto",
+        description="Face detector for per-face predictions: 'auto' (MTCNN when its "
+        "weights are installed, else Haar), 'mtcnn', 'haar' (OpenCV's bundled cascade) or "
+        "'yunet' (needs face_yunet_model). See docs/faces.md.",
     )
     face_yunet_model: Path | None = Field(
         None, description="YuNet ONNX file the operator provides; nothing is downloaded."
@@ -152,11 +153,12 @@ class Settings(BaseSettings):
     face_margin: float = Field(
         0.5, ge=0, description="Face crop side = (1 + margin) x the box's longest side."
     )
-    face_detect_side: int = Field(
-        640,
-        ge=64,
-        description="Detection runs on a copy whose longest side is at most this; faces "
-        "under about 24 px in that copy are not found.",
+    face_max_scan_pixels: int = Field(
+        2_000_000,
+        ge=65_536,
+        description="Most pixels of the largest copy a face detector scans per image; "
+        "detection runs where min_face_px spans the detector's window, and a photo too "
+        "large for this cap is scanned smaller (its smallest face found grows).",
     )
     api_keys: str = Field("", description="Comma-separated API keys; empty = no auth.")
     api_keys_file: Path | None = Field(None, description="File with one API key per line.")
@@ -209,7 +211,7 @@ class Settings(BaseSettings):
                 max_faces=self.max_faces_per_image,
                 min_size=self.min_face_px,
                 margin=self.face_margin,
-                detect_side=self.face_detect_side,
+                max_scan_pixels=self.face_max_scan_pixels,
             ),
             interval_level=self.interval_level,
         )

@@ -77,17 +77,18 @@ def build_backbone(
     return BackboneRuntime(loaded.manifest, tower, preprocess, batcher, faces)
 
 
-def check_face_detector(tasks: dict[str, TaskRuntime], config: EngineConfig) -> None:
-    """Faces are detected once per image, by the configured detector, for every task; a task
-    trained on another detector's crops still gets its margin and size, with this warning."""
+def check_face_detector(tasks: dict[str, TaskRuntime], served: str) -> None:
+    """Faces are detected once per image, by the served detector (``auto`` resolved), for
+    every task; a task trained on another detector's crops still gets its margin and size,
+    with this warning."""
     for name, task in tasks.items():
         crop = task.manifest.crop
-        if crop is not None and crop.detector != config.faces.detector:
+        if crop is not None and crop.detector != served:
             log.warning(
                 "task %s was trained on %s face crops; faces=true detects with %s",
                 name,
                 crop.detector,
-                config.faces.detector,
+                served,
             )
 
 
@@ -111,7 +112,8 @@ def build_engine(snapshot: RegistrySnapshot, config: EngineConfig) -> InferenceE
     tasks = {
         name: TaskRuntime(loaded, config.interval_level) for name, loaded in snapshot.tasks.items()
     }
-    check_face_detector(tasks, config)
+    for backbone in list(backbones.values())[:1]:  # one detector config serves every tower
+        check_face_detector(tasks, backbone.faces.detector.name)
     engine = InferenceEngine(
         backbones, tasks, placement, PreStage(config.preprocess_workers), snapshot.failed
     )

@@ -32,7 +32,7 @@ class Preprocess(BaseModel):
     resize_mode: Literal["shortest", "longest", "squash"] = "shortest"
 
 
-DetectorName = Literal["haar", "yunet"]
+DetectorName = Literal["haar", "yunet", "mtcnn"]
 
 
 class FaceCropSpec(BaseModel):

@@ -16,6 +16,8 @@ from service.engine.faces.cropper import (
     detect_faces,
 )
 from service.engine.faces.haar import HaarDetector
+from service.engine.faces.mtcnn import MTCNNDetector
+from service.engine.faces.mtcnn_nets import WeightsUnavailable
 from service.engine.faces.types import Box, Detections, Eyes, Face, FaceDetector, Point
 from service.engine.faces.yunet import YuNetDetector
 
@@ -30,7 +32,9 @@ __all__ = [
     "FaceCropper",
     "FaceDetector",
     "HaarDetector",
+    "MTCNNDetector",
     "Point",
+    "WeightsUnavailable",
     "YuNetDetector",
     "build_cropper",
     "build_detector",

@@ -4,29 +4,48 @@ so a task trained on face crops is served the same crops.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from PIL import Image
 
 from service.engine.faces.crop import crop_face
 from service.engine.faces.haar import HaarDetector
+from service.engine.faces.mtcnn import MTCNNDetector
+from service.engine.faces.mtcnn_nets import WeightsUnavailable
 from service.engine.faces.types import Detections, Face, FaceDetector
 from service.engine.faces.yunet import YuNetDetector
 from service.registry.manifest import DetectorName, FaceCropSpec  # the manifest's record
 
+log = logging.getLogger(__name__)
+DetectorChoice = DetectorName | Literal["auto"]
+
 
 def build_detector(
-    name: DetectorName, yunet_model: Path | None = None, max_side: int = 640
+    name: DetectorChoice, yunet_model: Path | None = None, max_pixels: int = 2_000_000
 ) -> FaceDetector:
-    """The named detector; YuNet needs the operator's model file (nothing is downloaded)."""
+    """The named detector; ``auto`` is MTCNN when its weights are installed, else Haar.
+
+    Nothing is downloaded: MTCNN's weights come in the facenet-pytorch wheel, YuNet's file
+    from the operator, Haar's cascade in the OpenCV wheel.
+    """
+    if name == "auto":
+        try:
+            return MTCNNDetector(max_pixels=max_pixels)
+        except WeightsUnavailable as error:
+            log.warning("face detector: %s; serving the Haar cascade instead", error)
+            return HaarDetector(max_pixels=max_pixels)
+    if name == "mtcnn":
+        return MTCNNDetector(max_pixels=max_pixels)
     if name == "haar":
-        return HaarDetector(max_side=max_side)
+        return HaarDetector(max_pixels=max_pixels)
     if name == "yunet":
         if yunet_model is None:
             raise ValueError("the yunet face detector needs a model file path (face_yunet_model)")
-        return YuNetDetector(yunet_model, max_side=max_side)
-    raise ValueError(f"unknown face detector {name!r}; choose 'haar' or 'yunet'")
+        return YuNetDetector(yunet_model, max_pixels=max_pixels)
+    raise ValueError(f"unknown face detector {name!r}; choose 'auto', 'mtcnn', 'haar' or 'yunet'")
 
 
 def detect_faces(
@@ -74,18 +93,19 @@ class FaceConfig:
     ``max_faces_per_image`` and ``min_face_px`` (the engine stays free of the HTTP settings).
     """
 
-    detector: DetectorName = "haar"
+    detector: DetectorChoice = "auto"
     yunet_model: Path | None = None
     max_faces: int = 10
     min_size: int = 40
     margin: float = 0.5
-    detect_side: int = 640
+    max_scan_pixels: int = 2_000_000
 
 
 def build_cropper(config: FaceConfig, size: int, spec: FaceCropSpec | None = None) -> FaceCropper:
     """The cropper for one backbone input ``size``; a task trained on face crops brings its
     ``spec`` (detector, margin, size) from its manifest, and that wins over the settings.
     """
-    spec = spec or FaceCropSpec(detector=config.detector, margin=config.margin, size=size)
-    detector = build_detector(spec.detector, config.yunet_model, config.detect_side)
-    return FaceCropper(detector, spec.margin, spec.size, config.max_faces, config.min_size)
+    choice = spec.detector if spec else config.detector
+    detector = build_detector(choice, config.yunet_model, config.max_scan_pixels)
+    margin, size = (spec.margin, spec.size) if spec else (config.margin, size)
+    return FaceCropper(detector, margin, size, config.max_faces, config.min_size)

@@ -1,8 +1,9 @@
 """OpenCV's frontal-face Haar cascade: bundled in the opencv-python(-headless) 4.x wheels.
 
 It needs no download (5.x ships no cascades, hence the ``<5`` pin) and is DeepFace's
-default. It finds frontal faces; profiles, strong tilts and faces under ~30 working
-pixels are missed. It gives no landmarks, so its crops are not levelled.
+default; here it is the fallback when the MTCNN weights are not installed. It finds frontal
+faces; profiles and strong tilts are missed. It gives no landmarks, so its crops are not
+levelled. It runs on a copy scaled so that the smallest face asked for spans its 24 px window.
 """
 
 from __future__ import annotations
@@ -15,25 +16,27 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from service.engine.faces.pyramid import OneCopy
 from service.engine.faces.types import Face, order_faces, upright_box, working_copy
 
 CASCADE = "haarcascade_frontalface_default.xml"
 WINDOW_PX = 24  # the cascade's training window: nothing smaller is ever found
 
 
-class HaarDetector:
-    """Haar cascade on a grayscale copy whose longest side is at most ``max_side``."""
+class HaarDetector(OneCopy):
+    """Haar cascade on a grayscale copy of at most ``max_pixels`` pixels."""
 
     name = "haar"
+    window = WINDOW_PX
 
     def __init__(
         self,
-        max_side: int = 640,
+        max_pixels: int = 2_000_000,
         scale_factor: float = 1.1,
         min_neighbors: int = 5,
         cascade: Path | None = None,
     ) -> None:
-        self.max_side = max_side
+        self.max_pixels = max_pixels
         self.scale_factor = scale_factor
         self.min_neighbors = min_neighbors
         self.cascade_path = cascade or Path(cv2.data.haarcascades) / CASCADE
@@ -48,13 +51,9 @@ class HaarDetector:
             classifier = self._local.classifier = cv2.CascadeClassifier(str(self.cascade_path))
         return classifier
 
-    def smallest_findable(self, width: int, height: int, min_size: int) -> int:
-        """The smallest face side, in upright pixels, this detector can report for an image."""
-        scale = min(1.0, self.max_side / max(width, height))
-        return max(min_size, math.ceil(WINDOW_PX / scale))
-
     def detect(self, image: Image.Image, min_size: int) -> list[Face]:
-        gray, scale = working_copy(image, self.max_side, "L")
+        scale = self.copy_scale(*image.size, min_size)
+        gray = working_copy(image, scale, "L")
         window = max(WINDOW_PX, math.ceil(min_size * scale))
         if min(gray.size) < window:
             return []

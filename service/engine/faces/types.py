@@ -88,23 +88,31 @@ class FaceDetector(Protocol):
     name: str
 
     def detect(self, image: Image.Image, min_size: int) -> list[Face]:
-        """Every face at least ``min_size`` pixels wide, largest first."""
+        """Every face whose longer side is at least ``min_size`` pixels, largest first."""
+        ...
+
+    def smallest_findable(self, width: int, height: int, min_size: int) -> int:
+        """The smallest face side, in upright pixels, found on an image of this size: more
+        than ``min_size`` when the cap on pixels scanned shrinks a large photo."""
+        ...
+
+    def scanned_pixels(self, width: int, height: int, min_size: int) -> int:
+        """Pixels the detector's network or cascade is run over: its price per image."""
         ...
 
 
-def working_copy(image: Image.Image, max_side: int, mode: str) -> tuple[Image.Image, float]:
-    """A copy whose longest side is at most ``max_side``, and the scale applied to it.
+def working_copy(image: Image.Image, scale: float, mode: str) -> Image.Image:
+    """A copy scaled by ``scale`` (at most 1) in ``mode``.
 
-    Detection cost grows with the pixel count while a face only needs a few dozen pixels
-    to be found, so detectors run on this copy and map their boxes back by ``1 / scale``.
+    Detection cost grows with the pixel count while a face only needs a detector window's
+    pixels to be found, so detectors run on this copy and map their boxes back by ``1 / scale``.
     """
-    scale = min(1.0, max_side / max(image.size))
     copy = image.convert(mode)
     if scale < 1.0:
         size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
         # reducing_gap: a box-filter pre-reduction, so a 12 MP photo shrinks quickly.
         copy = copy.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
-    return copy, scale
+    return copy
 
 
 def upright_box(
@@ -118,6 +126,10 @@ def upright_box(
 
 
 def order_faces(faces: list[Face], min_size: int) -> list[Face]:
-    """Drop faces under ``min_size`` (either side) and sort the rest largest first."""
-    kept = [f for f in faces if min(f.box.width, f.box.height) >= min_size]
+    """Drop faces whose longer side is under ``min_size`` and sort the rest largest first.
+
+    The longer side, because landmark detectors frame a face tightly (MTCNN: brows to chin,
+    about 0.9 of a Haar square's width) and the crop is cut on the longer side too.
+    """
+    kept = [f for f in faces if max(f.box.width, f.box.height) >= min_size]
     return sorted(kept, key=lambda f: (-f.box.area, -f.score, f.box.y, f.box.x))

@@ -1,5 +1,6 @@
 """OpenCV's YuNet (``cv2.FaceDetectorYN``): a small CNN with eye landmarks, more robust to
 pose than Haar. Used only when the operator gives the ONNX file; nothing is downloaded.
+It runs on a copy scaled so that the smallest face asked for spans its smallest anchor.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from service.engine.faces.pyramid import OneCopy
 from service.engine.faces.types import (
     Eyes,
     Face,
@@ -20,14 +22,21 @@ from service.engine.faces.types import (
     working_copy,
 )
 
+ANCHOR_PX = 16  # YuNet's smallest anchors are ~10 px; 16 leaves it some margin
 
-class YuNetDetector:
-    """YuNet on an RGB copy whose longest side is at most ``max_side``."""
+
+class YuNetDetector(OneCopy):
+    """YuNet on an RGB copy of at most ``max_pixels`` pixels."""
 
     name = "yunet"
+    window = ANCHOR_PX
 
     def __init__(
-        self, model: Path, max_side: int = 640, score_threshold: float = 0.6, nms: float = 0.3
+        self,
+        model: Path,
+        max_pixels: int = 2_000_000,
+        score_threshold: float = 0.6,
+        nms: float = 0.3,
     ) -> None:
         if not model.is_file():
             raise FileNotFoundError(
@@ -35,7 +44,7 @@ class YuNetDetector:
                 "face_detection_yunet_*.onnx you have downloaded (the service fetches nothing)"
             )
         self.model = model
-        self.max_side = max_side
+        self.max_pixels = max_pixels
         self.score_threshold = score_threshold
         self.nms = nms
         self._local = threading.local()
@@ -50,12 +59,9 @@ class YuNetDetector:
         net.setInputSize(size)
         return net
 
-    def smallest_findable(self, width: int, height: int, min_size: int) -> int:
-        scale = min(1.0, self.max_side / max(width, height))
-        return max(min_size, round(10 / scale))  # YuNet's smallest anchors are ~10 px
-
     def detect(self, image: Image.Image, min_size: int) -> list[Face]:
-        rgb, scale = working_copy(image, self.max_side, "RGB")
+        scale = self.copy_scale(*image.size, min_size)
+        rgb = working_copy(image, scale, "RGB")
         bgr = np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1])
         _, rows = self._net(rgb.size).detect(bgr)
         faces = [] if rows is None else [face_from_row(row, scale, image.size) for row in rows]

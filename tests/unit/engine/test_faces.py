@@ -175,18 +175,31 @@ def test_faces_below_the_minimum_size_are_neither_kept_nor_counted(
 ) -> None:
     too_large_minimum = portrait_face.box.width + 20
     assert detect_faces(detector, portrait, 10, too_large_minimum) == ([], 0)
-    assert detector.smallest_findable(*portrait.size, min_size=too_large_minimum) == 115
+    assert detector.smallest_findable(*portrait.size, min_size=too_large_minimum) == (
+        too_large_minimum
+    )
 
 
 def test_a_large_photo_is_detected_on_a_small_copy_and_mapped_back(
     portrait: Image.Image, portrait_face: Face, detector: HaarDetector
 ) -> None:
     large = portrait.resize((2048, 2048), Image.Resampling.BICUBIC)
-    (face,) = detector.detect(large, min_size=40)
+    # The largest is the face; on a copy this large Haar also fires on small texture
+    # (its false positives per image are in `make bench`).
+    face = detector.detect(large, min_size=40)[0]
     b = portrait_face.box
     assert face.box.iou(Box(4 * b.x, 4 * b.y, 4 * b.width, 4 * b.height)) > 0.8
-    # 2048 px seen at 640 px: a face must span 24 px there, 77 px here.
-    assert detector.smallest_findable(2048, 2048, min_size=40) == 77
+    # The copy is scaled so that a 40 px face spans the cascade's 24 px window: 0.6.
+    assert detector.smallest_findable(2048, 2048, min_size=40) == 40
+    assert detector.scanned_pixels(2048, 2048, min_size=40) == 1229**2
+
+
+def test_the_cap_on_pixels_scanned_raises_the_smallest_face_found() -> None:
+    # 12 MP at 0.6 would be 4.3 MP; the 2 MP cap scales it by sqrt(2 / 12) instead, so a
+    # face must be 24 / 0.408 = 59 px to span the window.
+    capped = HaarDetector(max_pixels=2_000_000)
+    assert capped.smallest_findable(4000, 3000, min_size=40) == 59
+    assert capped.scanned_pixels(4000, 3000, min_size=40) <= 2_000_000 + 4000 + 3000
 
 
 def test_threads_share_one_detector(portrait: Image.Image, detector: HaarDetector) -> None:
@@ -280,8 +293,8 @@ def test_yunet_needs_the_operators_model_file(tmp_path) -> None:
         build_detector("yunet")
     with pytest.raises(FileNotFoundError, match="fetches nothing"):
         YuNetDetector(tmp_path / "missing.onnx")
-    with pytest.raises(ValueError, match="haar"):
-        build_detector("mtcnn")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="'auto', 'mtcnn', 'haar' or 'yunet'"):
+        build_detector("dlib")  # type: ignore[arg-type]
 
 
 def test_yunet_rows_map_back_to_the_upright_image() -> None:
@@ -301,7 +314,7 @@ def test_settings_defaults_are_the_face_config_defaults() -> None:
         settings.max_faces_per_image,
         settings.min_face_px,
         settings.face_margin,
-        settings.face_detect_side,
+        settings.face_max_scan_pixels,
     ) == astuple(config)
 
 
@@ -309,7 +322,8 @@ def test_a_task_crop_spec_wins_over_the_settings() -> None:
     spec = FaceCropSpec(detector="haar", margin=0.2, size=112)
     cropper = build_cropper(FaceConfig(margin=0.5, max_faces=3), size=224, spec=spec)
     assert (cropper.margin, cropper.size, cropper.max_faces) == (0.2, 112, 3)
-    assert build_cropper(FaceConfig(), size=224).spec == FaceCropSpec(size=224)
+    served = build_cropper(FaceConfig(), size=224).spec
+    assert served == FaceCropSpec(detector="mtcnn", size=224)  # auto: MTCNN is installed
 
 
 def test_box_geometry() -> None:
