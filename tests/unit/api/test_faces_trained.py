@@ -72,7 +72,7 @@ def test_trained_on_faces_then_served_with_faces_gives_the_evaluated_mae(
         store, result.built, result.model, config, result.scale, result.best_metrics
     )
     assert manifest.crop is not None
-    assert manifest.crop.model_dump() == {"detector": "haar", "margin": 0.5, "size": 32}
+    assert manifest.crop.model_dump() == {"detector": "mtcnn", "margin": 0.5, "size": 32}
     offline = evaluate_published(store.root, "shade", val, photos, crop="faces")
 
     host = loaded_host(store.root, precision="fp32")
@@ -92,4 +92,4 @@ def test_trained_on_faces_then_served_with_faces_gives_the_evaluated_mae(
         host.stop()
     assert len(errors) == 8
     assert float(np.mean(errors)) == pytest.approx(offline["mae_expected"], abs=1e-4)
-    assert served["crop"] == {"detector": "haar", "margin": 0.5, "size": 32}
+    assert served["crop"] == {"detector": "mtcnn", "margin": 0.5, "size": 32}
