@@ -27,7 +27,7 @@ RUN index="${TORCH_INDEX_URL}"; \
 # the code does not rebuild this multi-gigabyte layer.
 WORKDIR /src
 COPY pyproject.toml README.md ./
-COPY service/engine/faces/weights-requirements.txt /tmp/face-weights.txt
+COPY service/imaging/faces/weights-requirements.txt /tmp/face-weights.txt
 # hadolint ignore=DL3013
 RUN mkdir service && touch service/__init__.py \
     && extras=train && if [ "$TORCH_VARIANT" = "cpu" ]; then extras=train,onnx,openvino; fi \

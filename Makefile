@@ -14,11 +14,11 @@ PYTEST_ARGS ?=
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml service/engine/faces/weights-requirements.txt
+$(VENV)/.installed: pyproject.toml service/imaging/faces/weights-requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --require-hashes \
-		-r service/engine/faces/weights-requirements.txt
+		-r service/imaging/faces/weights-requirements.txt
 	touch $@
 
 ## Build the random-weight demo registry in $(STORE) unless it already has tasks (it says so

@@ -21,8 +21,8 @@ from bench.limit import load_tower, measure_limit, sustained_rate
 from bench.load import run_load
 from bench.machine import machine, results_dir
 from bench.report import layout_lines, markdown, plot
-from service.engine.device import usable_cores
-from service.engine.runtimes.layout import EncoderLayout
+from service.engine.core.device import usable_cores
+from service.engine.core.runtimes.layout import EncoderLayout
 from tests import images
 from tests.server_process import (
     ROOT,

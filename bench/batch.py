@@ -34,11 +34,11 @@ from bench.limit import sustained_rate
 from service.batch.job import BatchJob
 from service.batch.local import score_into_output
 from service.batch.summary import Summary
-from service.engine.device import usable_cores
+from service.engine.core.device import usable_cores
+from service.engine.core.runtimes.base import MeasuredEncoder
+from service.engine.core.runtimes.layout import EncoderLayout
 from service.engine.engine import InferenceEngine
 from service.engine.factory import load_engine
-from service.engine.runtimes.base import MeasuredEncoder
-from service.engine.runtimes.layout import EncoderLayout
 from tests.server_process import ROOT
 
 RATE = re.compile(r"scored (\d+) images .* in ([\d.]+) s \(([\d.]+) img/s\), after ([\d.]+) s")

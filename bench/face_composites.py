@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps
 
-from service.engine.faces import Face, Point
+from service.imaging.faces import Face, Point
 
 CANVAS = (1280, 960)
 BASE_WIDTH = 140  # face width at scale 1

@@ -22,9 +22,9 @@ from PIL import Image
 from bench.__main__ import machine
 from bench.face_composites import SCALES, composites, score, size_bin
 from bench.runtimes import cpu_flags
-from service.config import Settings
-from service.engine.faces import FaceCropper, FaceDetector, HaarDetector, MTCNNDetector
-from service.engine.faces.mtcnn_nets import PACKAGE
+from service.imaging.faces import FaceCropper, FaceDetector, HaarDetector, MTCNNDetector
+from service.imaging.faces.mtcnn_nets import PACKAGE
+from service.settings import Settings
 from tests.server_process import ROOT
 
 BIN_NAMES = ("40-59 px", "60-99 px", ">= 100 px")

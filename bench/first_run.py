@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 
 from bench.machine import machine
-from service.engine.device import cpu_supports_bf16
+from service.engine.core.device import cpu_supports_bf16
 from tests.server_process import ROOT, free_port
 
 SERVICE_COMMAND = "-m service --model-store"  # the line make echoes when the demo is built

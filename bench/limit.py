@@ -10,12 +10,12 @@ from pathlib import Path
 
 import torch
 
-from service.config import Settings
-from service.engine.device import configure_threads, cpu_features
+from service.engine.core.device import configure_threads, cpu_features
+from service.engine.core.runtimes.base import MeasuredEncoder
+from service.engine.core.runtimes.layout import EncoderLayout, LayoutChoice
 from service.engine.factory import load_task_backbone
-from service.engine.preprocess import ImageLimits, Preprocessor
-from service.engine.runtimes.base import MeasuredEncoder
-from service.engine.runtimes.layout import EncoderLayout, LayoutChoice
+from service.imaging import ImageLimits, Preprocessor
+from service.settings import Settings
 
 
 def median_ms(function: object, repeats: int = 7) -> float:

@@ -11,19 +11,13 @@ from __future__ import annotations
 import platform
 from pathlib import Path
 
-from service.engine.device import cpu_features, usable_cores
+from service.engine.core.device import cpu_features, cpu_info, usable_cores
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+    return cpu_info()[0] or platform.processor() or "unknown CPU"
 
 
 def machine() -> str:

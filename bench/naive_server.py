@@ -13,7 +13,7 @@ import torch
 import uvicorn
 from fastapi import FastAPI, UploadFile
 
-from service.engine.config import EngineConfig
+from service.engine.engine_config import EngineConfig
 from service.engine.factory import load_task_backbone
 
 # The same tower and transform as ours (built by the one factory), used the naive way.

@@ -27,7 +27,7 @@ import numpy as np
 from bench.__main__ import WORK, ensure_store
 from bench.load import LoadResult, closed_loop, run_load
 from bench.machine import machine, results_dir
-from service.engine.device import cpu_features
+from service.engine.core.device import cpu_features
 from tests import images
 from tests.server_process import free_port, launch, stop_server
 

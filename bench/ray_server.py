@@ -19,8 +19,8 @@ import torch
 from ray import serve
 from starlette.requests import Request
 
-from service.engine.config import EngineConfig
-from service.engine.device import configure_threads
+from service.engine.core.device import configure_threads
+from service.engine.engine_config import EngineConfig
 from service.engine.factory import load_task_backbone
 
 STORE, PORT, MAX_BATCH = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])

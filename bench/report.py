@@ -7,7 +7,7 @@ from typing import Any
 
 import matplotlib
 
-from service.engine.runtimes.layout import EncoderLayout
+from service.engine.core.runtimes.layout import EncoderLayout
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt

@@ -21,12 +21,12 @@ from bench.__main__ import WORK, ensure_store
 from bench.limit import sustained_rate
 from bench.load import run_load
 from bench.machine import machine, results_dir
-from service.engine.config import EngineConfig
-from service.engine.device import configure_threads, cpu_features
+from service.engine.core.device import configure_threads, cpu_features
+from service.engine.core.runtimes.base import MeasuredEncoder
+from service.engine.core.runtimes.catalog import RUNTIMES
+from service.engine.core.runtimes.layout import EncoderLayout
+from service.engine.engine_config import EngineConfig
 from service.engine.factory import load_task_backbone
-from service.engine.runtimes.base import MeasuredEncoder
-from service.engine.runtimes.layout import EncoderLayout
-from service.engine.runtimes.registry import RUNTIMES
 from tests import images
 from tests.server_process import free_port, launch, stop_server
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from service.config import Settings
 from service.errors import ERROR_TABLE
+from service.settings import Settings
 
 HEADERS = {
     "unauthorized": " (+ `WWW-Authenticate`)",

@@ -18,9 +18,9 @@ from fastapi import FastAPI
 
 from service.api import create_app
 from service.api.middleware import InFlight
-from service.config import Settings
 from service.engine.lifecycle import EngineHost
 from service.logs import configure_logging
+from service.settings import Settings
 
 log = logging.getLogger("service")
 FINAL_CLOSE_S = 5  # after the drain: longest wait for the last responses to be written

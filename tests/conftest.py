@@ -19,7 +19,7 @@ __all__ = ["ROOT", "RunningServer"]
 # The served default is OCLIP_RUNTIME=auto (the fastest runtime that passes parity, measured
 # here). Tests that count the eager tower's forwards or compare exact figures need to know
 # which runtime serves, so the suite pins torch; the tests of the default itself unset it
-# (tests/unit/engine/test_layout_selection.py).
+# (tests/unit/engine/core/test_layout_selection.py).
 os.environ.setdefault("OCLIP_RUNTIME", "torch")
 
 

@@ -15,9 +15,9 @@ from service.api.errors import install_error_handlers
 from service.api.middleware import BodySizeLimitMiddleware, InFlight, RequestContextMiddleware
 from service.api.openapi import install_openapi
 from service.api.routes import admin, health, models, oip, page, predict
-from service.config import Settings
 from service.engine.factory import load_engine
 from service.engine.lifecycle import EngineHost
+from service.settings import Settings
 
 GRPC_GRACE_S = 5.0
 

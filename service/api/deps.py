@@ -15,10 +15,10 @@ from typing import Annotated, TypeVar
 from fastapi import Depends, Request
 
 from service.api.uploads import read_images, received_within
-from service.config import Settings
 from service.engine.engine import InferenceEngine, NamedImage
 from service.engine.lifecycle import EngineHost
 from service.errors import InvalidRequest, Overloaded, Unauthorized, retry_after
+from service.settings import Settings
 
 T = TypeVar("T")
 

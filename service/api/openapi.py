@@ -22,8 +22,8 @@ from starlette.routing import BaseRoute
 
 from service.api.deps import get_images, require_admin_key, require_api_key
 from service.api.uploads import UPLOAD_SCHEMA, image_upload_openapi
-from service.config import Settings
 from service.engine.lifecycle import EngineHost
+from service.settings import Settings
 
 KEY_HELP = "The key goes in `Authorization: Bearer <key>` or in `X-API-Key: <key>`."
 SECURITY_SCHEMES = {

@@ -6,9 +6,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from service.engine import results
-from service.engine.faces import Box
-from service.engine.runtimes.base import RuntimeInfo
+from service.engine import post as results
+from service.engine.core.runtimes.base import RuntimeInfo
+from service.imaging.faces import Box
 from service.registry.manifest import BackboneManifest, FaceCropSpec, TaskManifest
 
 

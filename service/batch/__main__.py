@@ -20,7 +20,7 @@ from service.batch.job import BatchJob, JobError
 from service.batch.sinks import OutputError, check_output
 from service.batch.sources import SourceError, resolve_source
 from service.batch.summary import Summary
-from service.config import Settings
+from service.settings import Settings
 
 USAGE_ERROR = 2
 LOCAL_RAY = "local"

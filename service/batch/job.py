@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from service.batch.rows import Layout
-from service.config import Settings
-from service.engine.config import EngineConfig
-from service.engine.results import ModelRef
+from service.engine.engine_config import EngineConfig
+from service.engine.post import ModelRef
 from service.registry import ModelStore
+from service.settings import Settings
 
 
 class JobError(ValueError):

@@ -13,7 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from service.engine.results import ImageResult, ModelRef, TaskPrediction
+from service.engine.post import ImageResult, ModelRef, TaskPrediction
 
 Row = dict[str, Any]
 SUMMARY_FIELDS = ("expected", "mode", "median", "low", "high")

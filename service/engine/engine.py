@@ -1,4 +1,4 @@
-"""The inference engine: pre (decode) -> core (batcher + tower) -> post (matching).
+"""The inference engine: admit -> pre (decode) -> core (batcher + tower) -> post (matching).
 
 Built by :func:`service.engine.factory.build_engine`. It answers ``predict`` with complete
 typed results and knows nothing of HTTP. Tasks that share a backbone (and, with faces, a
@@ -16,16 +16,16 @@ from dataclasses import dataclass
 import torch
 
 from service import metrics
-from service.engine.batcher import MicroBatcher, Reservation
-from service.engine.device import Placement
-from service.engine.faces import FaceCropper
-from service.engine.post import TaskRuntime
-from service.engine.pre import PreStage
-from service.engine.prepare import Prepared, View, prepare_faces, prepare_whole
-from service.engine.preprocess import Preprocessor
-from service.engine.results import FaceResult, ImageResult, TaskPrediction
-from service.engine.runtimes.base import MeasuredEncoder, RuntimeInfo
+from service.engine import post
+from service.engine.admission import Admission, Reservation
+from service.engine.core.batcher import MicroBatcher
+from service.engine.core.device import Placement
+from service.engine.core.runtimes.base import MeasuredEncoder, RuntimeInfo
+from service.engine.post import ImageResult, ServedTask
+from service.engine.pre import Prepared, PreStage, View
 from service.errors import DeadlineExceeded, NotReady, UnknownTask, retry_after
+from service.imaging import Preprocessor
+from service.imaging.faces import FaceCropper
 from service.registry.manifest import BackboneManifest, TaskManifest
 
 
@@ -35,8 +35,9 @@ class NamedImage:
     data: bytes
 
 
-class BackboneRuntime:
-    """One vision tower with its eval transform, its micro-batcher and its face cropper."""
+class ServedBackbone:
+    """One vision tower with its eval transform, its admission ledger, its micro-batcher
+    and its face cropper."""
 
     def __init__(
         self,
@@ -46,6 +47,7 @@ class BackboneRuntime:
         batcher: MicroBatcher,
         faces: FaceCropper,
     ) -> None:
+        self.admission: Admission = batcher.admission
         self.id = manifest.id
         self.manifest = manifest
         self.tower = tower
@@ -65,8 +67,8 @@ def observe_batch(backbone_id: str, size: int, seconds: float, waits: list[float
 class InferenceEngine:
     def __init__(
         self,
-        backbones: dict[str, BackboneRuntime],
-        tasks: dict[str, TaskRuntime],
+        backbones: dict[str, ServedBackbone],
+        tasks: dict[str, ServedTask],
         placement: Placement,
         pre: PreStage,
         failed_tasks: dict[str, str] | None = None,
@@ -83,7 +85,7 @@ class InferenceEngine:
         a batcher built without a measured rate measures its own first)."""
         for runtime in self.backbones.values():
             runtime.tower.warm_up()
-            if runtime.batcher.throughput <= 0:
+            if runtime.admission.throughput <= 0:
                 runtime.batcher.calibrate(search_batch_size=False)
             runtime.batcher.start()
 
@@ -94,7 +96,7 @@ class InferenceEngine:
         self._pre.stop()
 
     # -- what is served ------------------------------------------------------------------
-    def task(self, name: str) -> TaskRuntime:
+    def task(self, name: str) -> ServedTask:
         try:
             return self.tasks[name]
         except KeyError:
@@ -115,7 +117,7 @@ class InferenceEngine:
     def check_admission(self, task_names: Sequence[str]) -> None:
         """Refuse now (429) if the tasks' encoders are already past the target wait."""
         for backbone_id in {self.task(name).manifest.backbone for name in task_names}:
-            self.backbones[backbone_id].batcher.check()
+            self.backbones[backbone_id].admission.check()
 
     # -- predict -------------------------------------------------------------------------
     async def predict(
@@ -133,7 +135,7 @@ class InferenceEngine:
         the request's queued images are withdrawn and it fails with :class:`DeadlineExceeded`.
         """
         tasks = [self.task(name) for name in dict.fromkeys(task_names)]
-        views: dict[View, list[TaskRuntime]] = {}
+        views: dict[View, list[ServedTask]] = {}
         for task in tasks:
             views.setdefault(self._view(task, faces), []).append(task)
         backbone_ids = list(dict.fromkeys(view.backbone for view in views))
@@ -146,7 +148,7 @@ class InferenceEngine:
                     f"no answer within the {deadline_s:g} s deadline; the service is saturated"
                 ) from None
 
-    def _view(self, task: TaskRuntime, faces: bool) -> View:
+    def _view(self, task: ServedTask, faces: bool) -> View:
         """How ``task`` sees an image: whole, or face crops cut as it was trained (its
         manifest's crop), else as the settings say for its backbone's input size."""
         runtime = self.backbones[task.manifest.backbone]
@@ -158,7 +160,7 @@ class InferenceEngine:
         with ExitStack() as stack:
             reservations = {}
             for backbone_id in backbone_ids:
-                reservation = self.backbones[backbone_id].batcher.reserve(count)
+                reservation = self.backbones[backbone_id].admission.reserve(count)
                 stack.callback(reservation.release)
                 reservations[backbone_id] = reservation
             yield reservations
@@ -166,80 +168,40 @@ class InferenceEngine:
     async def _run(
         self,
         images: Sequence[NamedImage],
-        views: dict[View, list[TaskRuntime]],
+        views: dict[View, list[ServedTask]],
         reservations: dict[str, Reservation],
         faces: bool,
     ) -> list[ImageResult]:
+        """Forward through the stages: pre (every image), core (every backbone's rows in one
+        submission each, side by side), post (every task's answers, then per image)."""
         order = list(views)
-        if faces:
-            detector = self.backbones[order[0].backbone].faces
-            prepared = await self._pre.map(
-                lambda image: prepare_faces(image.name, image.data, order, detector), images
-            )
-        else:
-            prepared = await self._pre.map(
-                lambda image: prepare_whole(image.name, image.data, order), images
-            )
-        for backbone_id, reservation in reservations.items():
-            mine = [view for view in order if view.backbone == backbone_id]
-            reservation.resize(sum(p.rows(view) for view in mine for p in prepared))
-        answers = await asyncio.gather(
+        detector = self.backbones[order[0].backbone].faces if faces else None
+        prepared = await self._pre.prepare(images, order, detector)
+        encoded = await asyncio.gather(
             *(
-                self._encode_and_match(
-                    self.backbones[backbone_id],
-                    {view: views[view] for view in order if view.backbone == backbone_id},
-                    prepared,
-                    reservation,
-                )
+                self._encode(self.backbones[backbone_id], order, prepared, reservation)
                 for backbone_id, reservation in reservations.items()
             )
         )
-        return assemble(prepared, {view: a for per_view in answers for view, a in per_view.items()})
+        features = {view: rows for per_backbone in encoded for view, rows in per_backbone.items()}
+        return await asyncio.to_thread(post.answer, prepared, views, features)
 
-    async def _encode_and_match(
+    async def _encode(
         self,
-        runtime: BackboneRuntime,
-        views: dict[View, list[TaskRuntime]],
+        backbone: ServedBackbone,
+        order: list[View],
         prepared: list[Prepared],
         reservation: Reservation,
-    ) -> dict[View, dict[str, list[TaskPrediction]]]:
-        """Every row of this backbone's views in one submission, then each view's tasks."""
-        rows = [pixels for view in views for p in prepared for pixels in p.pixels[view]]
-        encoded = await runtime.batcher.encode(rows, reservation) if rows else []
-
-        def match() -> dict[View, dict[str, list[TaskPrediction]]]:
-            answers, start = {}, 0
-            for view, tasks in views.items():
-                count = sum(p.rows(view) for p in prepared)
-                chunk = encoded[start : start + count]
-                start += count
-                features = torch.stack(chunk) if chunk else None
-                answers[view] = {
-                    task.name: [] if features is None else task.answer(features) for task in tasks
-                }
-            return answers
-
-        return await asyncio.to_thread(match)
-
-
-def assemble(
-    prepared: list[Prepared], answers: dict[View, dict[str, list[TaskPrediction]]]
-) -> list[ImageResult]:
-    """Rows back to their images (and faces), in the order they were submitted."""
-    streams = {
-        (view, name): iter(predictions)
-        for view, per_task in answers.items()
-        for name, predictions in per_task.items()
-    }
-    results = []
-    for image in prepared:
-        if image.detections is None:
-            predictions = {name: next(rows) for (_, name), rows in streams.items()}
-            results.append(ImageResult(image.name, predictions))
-            continue
-        faces = [FaceResult(face.box, face.score) for face in image.detections.faces]
-        for (_, name), rows in streams.items():
-            for face in faces:
-                face.predictions[name] = next(rows)
-        results.append(ImageResult(image.name, faces=faces, faces_found=image.detections.found))
-    return results
+    ) -> dict[View, torch.Tensor | None]:
+        """This backbone's rows, view by view, in one submission; per view its features
+        (None for a view without rows: no face in any image)."""
+        mine = [view for view in order if view.backbone == backbone.id]
+        rows = [pixels for view in mine for p in prepared for pixels in p.pixels[view]]
+        encoded = await backbone.batcher.encode(rows, reservation) if rows else []
+        features, start = {}, 0
+        for view in mine:
+            count = sum(p.rows(view) for p in prepared)
+            chunk = encoded[start : start + count]
+            start += count
+            features[view] = torch.stack(chunk) if chunk else None
+        return features

@@ -16,15 +16,16 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from service import metrics
-from service.engine.batcher import MicroBatcher
-from service.engine.config import EngineConfig
-from service.engine.device import Placement, configure_threads, resolve_placement
-from service.engine.engine import BackboneRuntime, InferenceEngine, observe_batch
-from service.engine.faces import build_cropper
-from service.engine.post import TaskRuntime
+from service.engine.admission import Admission
+from service.engine.core.batcher import MicroBatcher
+from service.engine.core.device import Placement, configure_threads, resolve_placement
+from service.engine.core.runtimes.select import Search, select_encoder
+from service.engine.engine import InferenceEngine, ServedBackbone, observe_batch
+from service.engine.engine_config import EngineConfig
+from service.engine.post import ServedTask
 from service.engine.pre import PreStage
-from service.engine.preprocess import Preprocessor
-from service.engine.runtimes.select import Search, select_encoder
+from service.imaging import Preprocessor
+from service.imaging.faces import build_cropper
 from service.registry import LoadedBackbone, LoadedTask, ModelStore, RegistrySnapshot
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ def build_backbone(
     placement: Placement,
     config: EngineConfig,
     tasks: Sequence[LoadedTask] = (),
-) -> BackboneRuntime:
+) -> ServedBackbone:
     """A tower on the runtime, precision and layout measured fastest here (parity judged on
     ``tasks``), its eval transform, its (not yet started) batcher in that layout, and its
     face cropper."""
@@ -66,18 +67,20 @@ def build_backbone(
         name=loaded.manifest.id,
         max_batch_size=choice.layout.batch_size,
         max_batch_delay_s=config.max_batch_delay_ms / 1000.0,
-        target_wait_s=config.target_wait_s,
-        max_queued=config.max_queued_images,
+        admission=Admission(
+            target_wait_s=config.target_wait_s,
+            max_queued=config.max_queued_images,
+            img_s=choice.img_s,
+        ),
         workers=choice.layout.workers,
         cores=choice.layout.cores,
         calibration_rounds=config.calibration_rounds,
-        measured_img_s=choice.img_s,
         on_batch=functools.partial(observe_batch, loaded.manifest.id),
     )
-    return BackboneRuntime(loaded.manifest, tower, preprocess, batcher, faces)
+    return ServedBackbone(loaded.manifest, tower, preprocess, batcher, faces)
 
 
-def check_face_detector(tasks: dict[str, TaskRuntime], served: str) -> None:
+def check_face_detector(tasks: dict[str, ServedTask], served: str) -> None:
     """Faces are detected once per image, by the served detector (``auto`` resolved), for
     every task; a task trained on another detector's crops still gets its margin and size,
     with this warning."""
@@ -110,7 +113,7 @@ def build_engine(snapshot: RegistrySnapshot, config: EngineConfig) -> InferenceE
         for backbone_id, loaded in snapshot.backbones.items()
     }
     tasks = {
-        name: TaskRuntime(loaded, config.interval_level) for name, loaded in snapshot.tasks.items()
+        name: ServedTask(loaded, config.interval_level) for name, loaded in snapshot.tasks.items()
     }
     for backbone in list(backbones.values())[:1]:  # one detector config serves every tower
         check_face_detector(tasks, backbone.faces.detector.name)
@@ -147,7 +150,7 @@ def load_engine(store_root: Path, config: EngineConfig, strict: bool = True) -> 
 
 def load_task_backbone(
     store_root: Path, task: str, config: EngineConfig, version: str | None = None
-) -> tuple[BackboneRuntime, TaskRuntime]:
+) -> tuple[ServedBackbone, ServedTask]:
     """One task version and its backbone, built exactly as the server builds them but with
     no worker threads: for offline evaluation and in-process benchmarks that drive the
     tower directly."""
@@ -156,4 +159,4 @@ def load_task_backbone(
     backbone = store.load_backbone(loaded.manifest.backbone)
     placement = resolve_placement(config.device, config.precision)
     runtime = build_backbone(backbone, placement, config, [loaded])
-    return runtime, TaskRuntime(loaded, config.interval_level)
+    return runtime, ServedTask(loaded, config.interval_level)

@@ -1,19 +1,132 @@
 """The post stage: features -> rank distributions -> complete per-task answers, plus the
-drift metrics. It runs off the event loop (numpy work per image)."""
+drift metrics. It runs off the event loop (numpy work per image).
+
+It owns what the engine answers (complete, typed results that a client-facing layer only
+maps) and the prototype matching, which the trainer's loss and validation use too.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from service import metrics
-from service.engine.matching import rank_probabilities, summarize
-from service.engine.results import Interval, ModelRef, TaskPrediction
+from service.imaging.faces.types import Box
 from service.registry import LoadedTask
 from service.registry.manifest import TaskManifest
 
+if TYPE_CHECKING:
+    from service.engine.pre import Prepared, View
 
-class TaskRuntime:
+
+# -- what the engine answers ---------------------------------------------------------------
+@dataclass(frozen=True)
+class Interval:
+    level: float  # the coverage promised to the client
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    task: str
+    version: str
+    backbone: str
+
+
+@dataclass(frozen=True)
+class TaskPrediction:
+    """One task's answer for one image: every field a client sees."""
+
+    model: ModelRef
+    values: list[float]
+    labels: list[str] | None
+    unit: str | None
+    expected: float
+    mode: float
+    median: float
+    interval: Interval
+    probabilities: np.ndarray  # R, float64, sums to 1
+
+
+@dataclass(frozen=True)
+class FaceResult:
+    """One detected face (``faces=true``): where it is, and every asked task for its crop."""
+
+    box: Box  # upright-image pixels (after EXIF orientation)
+    score: float  # detector confidence in 0..1, a ranking
+    predictions: dict[str, TaskPrediction] = field(default_factory=dict)  # task -> answer
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    name: str
+    predictions: dict[str, TaskPrediction] = field(default_factory=dict)  # task -> answer
+    # With faces: one result per kept face, largest first (``predictions`` stays empty),
+    # and how many faces were detected before the per-image limit.
+    faces: list[FaceResult] | None = None
+    faces_found: int = 0
+
+
+# -- prototype matching: features -> rank distribution -> summary ----------------------
+@dataclass(frozen=True)
+class Summary:
+    expected: float
+    mode: float
+    median: float
+    interval_low: float
+    interval_high: float
+    level: float
+    probabilities: np.ndarray  # R, float64, sums to 1
+
+
+def rank_logits(
+    features: torch.Tensor, prototypes: torch.Tensor, logit_scale: float | torch.Tensor
+) -> torch.Tensor:
+    """s * cos(image, prototype_r), in float32. N x D, R x D -> N x R.
+
+    The trainer's loss and validation use this too, so training optimises exactly what
+    the server computes. ``prototypes`` are L2-normalised (the registry stores them so).
+    """
+    image = torch.nn.functional.normalize(features.float(), dim=-1)
+    return logit_scale * image @ prototypes.float().T
+
+
+def rank_probabilities(
+    features: torch.Tensor, prototypes: torch.Tensor, logit_scale: float | torch.Tensor
+) -> torch.Tensor:
+    """softmax(s * cos(image, prototype_r)) over ranks, in float32. N x D, R x D -> N x R."""
+    return torch.softmax(rank_logits(features, prototypes, logit_scale), dim=-1)
+
+
+def quantile(cdf: np.ndarray, values: np.ndarray, q: float) -> float:
+    """The smallest rank value whose cumulative probability reaches ``q``."""
+    index = int(np.searchsorted(cdf, q - 1e-9, side="left"))
+    return float(values[min(index, len(values) - 1)])
+
+
+def summarize(probabilities: np.ndarray, values: np.ndarray, level: float = 0.9) -> Summary:
+    """Expected value, mode, median and the central ``level`` interval of one distribution."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    probabilities = probabilities / probabilities.sum()
+    cdf = np.cumsum(probabilities)
+    tail = (1.0 - level) / 2.0
+    return Summary(
+        expected=float(probabilities @ values),
+        mode=float(values[int(np.argmax(probabilities))]),
+        median=quantile(cdf, values, 0.5),
+        interval_low=quantile(cdf, values, tail),
+        interval_high=quantile(cdf, values, 1.0 - tail),
+        level=level,
+        probabilities=probabilities,
+    )
+
+
+# -- a served task's answers ------------------------------------------------------------
+class ServedTask:
     """A served task version: its prototypes and everything needed to answer for it."""
 
     def __init__(self, loaded: LoadedTask, interval_level: float) -> None:
@@ -62,3 +175,30 @@ class TaskRuntime:
             metrics.PREDICTED_POSITION.labels(self.name).observe(
                 (answer.expected - low) / (high - low)
             )
+
+
+# -- the request's answer --------------------------------------------------------------------
+def answer(
+    prepared: list[Prepared],
+    views: dict[View, list[ServedTask]],
+    features: dict[View, torch.Tensor | None],
+) -> list[ImageResult]:
+    """Every task's answers from its view's features, then the rows back to their images
+    (and faces), in the order they were submitted."""
+    streams = {
+        (view, task.name): iter([] if features[view] is None else task.answer(features[view]))
+        for view, tasks in views.items()
+        for task in tasks
+    }
+    results = []
+    for image in prepared:
+        if image.detections is None:
+            predictions = {name: next(rows) for (_, name), rows in streams.items()}
+            results.append(ImageResult(image.name, predictions))
+            continue
+        faces = [FaceResult(face.box, face.score) for face in image.detections.faces]
+        for (_, name), rows in streams.items():
+            for face in faces:
+                face.predictions[name] = next(rows)
+        results.append(ImageResult(image.name, faces=faces, faces_found=image.detections.found))
+    return results

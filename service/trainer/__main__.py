@@ -24,8 +24,8 @@ from service.registry import ModelStore, TaskManifest
 from service.trainer.architectures import TINY, build_clip
 from service.trainer.calibration import calibrate_published, split_list
 from service.trainer.compare_protocol import add_compare_flags, protocol_from
-from service.trainer.config import TrainConfig, add_flags, load_config
 from service.trainer.demo import explain_existing, publish_demo
+from service.trainer.fit_config import TrainConfig, add_flags, load_config
 from service.trainer.tasks import BUILTIN_TASKS, TaskSpec, parse_values
 from service.trainer.zeroshot import publish_zeroshot
 

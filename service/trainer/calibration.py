@@ -27,8 +27,8 @@ from service.registry.files import atomic_text
 from service.registry.manifest import Calibration
 from service.registry.store import sha256_of
 from service.trainer.data import read_samples
+from service.trainer.distribution_scores import coverage, nll
 from service.trainer.evaluate import Encoded, encode_list, served_probabilities
-from service.trainer.scoring import coverage, nll
 
 # Far enough above a conformal score to be on its covered side despite float rounding.
 MASS_MARGIN = 1e-6

@@ -19,12 +19,12 @@ from typing import Any
 
 import torch
 
-from service.engine.runtimes.layout import cpu_signature
+from service.engine import cpu_features, cpu_signature
 from service.registry import ModelStore
 from service.trainer.calibration import calibrate_published
 from service.trainer.compare_protocol import Protocol
-from service.trainer.config import TrainConfig
 from service.trainer.evaluate import evaluate_published
+from service.trainer.fit_config import TrainConfig
 from service.trainer.loop import fit
 from service.trainer.publish import publish_trained
 from service.trainer.synthetic import write_synthetic
@@ -42,16 +42,6 @@ COLUMNS = [
     ("ordinality", "ordinality", "higher"),
 ]
 TASK = "count"
-FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
-
-
-def native_flags() -> list[str]:
-    """The CPU's vector flags that change training speed (not its figures)."""
-    try:
-        words = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return []
-    return [flag for flag in FLAGS if flag in words]
 
 
 def run_method(
@@ -118,7 +108,7 @@ def run_compare(protocol: Protocol, out: Path, work: Path | None = None) -> dict
     results = {
         "protocol": asdict(protocol),
         "data": "synthetic disks (service/trainer/synthetic.py): rank = disk size",
-        "machine": {**cpu_signature(), "flags": native_flags(), "torch": torch.__version__},
+        "machine": {**cpu_signature(), "features": cpu_features(), "torch": torch.__version__},
         "columns": {key: title for key, title, _ in COLUMNS},
         "summary": summarise(rows),
         "runs": rows,

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from service.engine.decode import ImageLimits, decode_image
+from service.imaging.decode import ImageLimits, decode_image
 
 log = logging.getLogger(__name__)
 # Training reads the operator's own files: no pixel or aspect limit worth refusing them for.

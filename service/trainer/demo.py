@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from service.engine.device import DTYPES, cpu_supports_bf16
+from service.engine import DTYPES, cpu_supports_bf16
 from service.registry import ModelStore, TaskManifest
 from service.trainer.architectures import TINY, build_clip, random_weights, weights_id
 from service.trainer.tasks import BUILTIN_TASKS, TaskSpec

@@ -16,14 +16,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from service.engine.config import EngineConfig
-from service.engine.factory import load_task_backbone
-from service.engine.matching import rank_probabilities
+from service.engine import EngineConfig, load_task_backbone, rank_probabilities
 from service.registry import LoadedTask, ModelStore
-from service.trainer.crop import Crop, crop_samples
 from service.trainer.data import read_samples
-from service.trainer.metrics import ordinality
-from service.trainer.scoring import report
+from service.trainer.distribution_scores import report
+from service.trainer.face_crops import Crop, crop_samples
+from service.trainer.ordinal_metrics import ordinality
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,9 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from service.engine.matching import rank_logits
+from service.engine import rank_logits
 from service.registry.files import atomic_file
 from service.trainer.architectures import BuiltClip, build_clip
-from service.trainer.config import TrainConfig
-from service.trainer.crop import crop_samples
 from service.trainer.data import ImageDataset, RankScale, few_shot, read_samples
 from service.trainer.distributed import (
     DistContext,
@@ -31,6 +29,8 @@ from service.trainer.distributed import (
     init_distributed,
     shutdown,
 )
+from service.trainer.face_crops import crop_samples
+from service.trainer.fit_config import TrainConfig
 from service.trainer.methods import objective_for
 from service.trainer.model import OrdinalClip
 from service.trainer.recipe import cosine_with_warmup, make_optimizer, train_transform

@@ -13,7 +13,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from service.trainer.config import TrainConfig
+from service.trainer.fit_config import TrainConfig
 from service.trainer.losses import ordinal_clip_loss
 from service.trainer.numclip import NumClipObjective, NumClipPromptLearner, coarse_bins
 from service.trainer.prompts import PlainPromptLearner, RankPromptLearner

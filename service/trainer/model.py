@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from service.trainer.architectures import BuiltClip
-from service.trainer.config import TrainConfig
+from service.trainer.fit_config import TrainConfig
 from service.trainer.methods import build_prompts
 from service.trainer.text import TextEncoder
 

@@ -20,7 +20,7 @@ def plot_evaluation(
     path: Path,
     title: str,
 ) -> None:
-    """Six panels from one :func:`service.trainer.scoring.report` and its rows."""
+    """Six panels from one :func:`service.trainer.distribution_scores.report` and its rows."""
     figure, axes = plt.subplots(2, 3, figsize=(15, 9))
     truth, expected = values[labels], probabilities @ values
     scatter, confusion_axis, diagram = axes[0]

@@ -10,9 +10,9 @@ import torch
 from service.registry import ModelStore, TaskManifest
 from service.registry.manifest import WeightsSource
 from service.trainer.architectures import BuiltClip, backbone_manifest
-from service.trainer.config import TrainConfig
-from service.trainer.crop import face_cropper
 from service.trainer.data import RankScale
+from service.trainer.face_crops import face_cropper
+from service.trainer.fit_config import TrainConfig
 from service.trainer.methods import METHOD_NAMES
 from service.trainer.model import OrdinalClip
 

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torchvision import transforms
 
-from service.trainer.config import TrainConfig
+from service.trainer.fit_config import TrainConfig
 
 
 def train_transform(size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> Any:

@@ -7,10 +7,10 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm import tqdm
 
-from service.engine.matching import rank_probabilities
+from service.engine import rank_probabilities
 from service.trainer.data import ImageDataset
-from service.trainer.metrics import ordinal_metrics, ordinality
 from service.trainer.model import OrdinalClip
+from service.trainer.ordinal_metrics import ordinal_metrics, ordinality
 
 
 @torch.no_grad()

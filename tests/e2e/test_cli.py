@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from service.__main__ import parse_overrides
-from service.config import Settings
 from service.registry import ModelStore
+from service.settings import Settings
 from tests.conftest import ROOT
 
 

@@ -12,7 +12,7 @@ import kubernetes_validate
 import pytest
 
 from service.api.oip.tensors import IMAGE_INPUT
-from service.config import Settings
+from service.settings import Settings
 from tests.e2e.test_kubernetes import K8S_VERSIONS, KUBE, Manifest, kustomize, one, serves_get
 from tests.server_process import serving
 

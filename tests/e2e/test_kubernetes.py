@@ -21,7 +21,7 @@ from starlette.routing import Match
 
 from service import metrics
 from service.api import create_app
-from service.config import Settings
+from service.settings import Settings
 from tests.server_process import ROOT, serving
 
 KUBE = ROOT / "deploy/kubernetes"

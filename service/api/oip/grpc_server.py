@@ -20,9 +20,9 @@ from service.api.deps import check_key, refuse_early
 from service.api.oip import grpc_codec
 from service.api.oip.grpc_codec import SERVICE, pb, services
 from service.api.oip.infer import model_metadata, run_infer, served_version, server_metadata
-from service.config import Settings
 from service.engine.lifecycle import EngineHost
 from service.errors import INTERNAL_ERROR, ServiceError
+from service.settings import Settings
 
 log = logging.getLogger("service.grpc")
 

@@ -13,9 +13,9 @@ import pytest
 from fastapi import FastAPI
 
 from service.api.app import create_app
-from service.config import Settings
 from service.engine.factory import load_engine
 from service.engine.lifecycle import EngineHost
+from service.settings import Settings
 
 ENGINE_LIMITS = {
     "max_image_bytes": 300_000,

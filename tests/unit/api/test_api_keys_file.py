@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from service.config import Settings
+from service.settings import Settings
 
 
 def test_comments_blank_lines_and_indentation_are_not_keys(tmp_path: Path) -> None:

@@ -10,10 +10,10 @@ import pytest
 from prometheus_client import REGISTRY
 
 from service.api.app import create_app
-from service.config import Settings
-from service.engine.matching import rank_probabilities, summarize
+from service.engine.post import rank_probabilities, summarize
 from service.registry import ModelStore
 from service.registry.manifest import Calibration
+from service.settings import Settings
 from tests import images
 from tests.unit.api.conftest import caller, image_parts, loaded_host
 

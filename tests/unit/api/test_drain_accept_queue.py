@@ -16,7 +16,7 @@ import uvicorn
 
 from service.__main__ import GracefulServer, _accept_queued
 from service.api.app import create_app
-from service.config import Settings
+from service.settings import Settings
 from tests.unit.api.conftest import loaded_host
 
 REQUEST = b"GET /healthz HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"

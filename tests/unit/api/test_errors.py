@@ -88,7 +88,7 @@ def test_reload_failed_keeps_the_old_models(tiny_store: Path, tmp_path: Path) ->
     host = loaded_host(store)
     try:
         from service.api.app import create_app
-        from service.config import Settings
+        from service.settings import Settings
 
         call = caller(create_app(Settings(model_store=store, admin_api_keys="adm"), host))
         (next(store.glob(f"tasks/age/versions/*/{PROTOTYPES_FILE}"))).write_bytes(b"tampered")
@@ -151,7 +151,7 @@ def test_invalid_request(call: Call) -> None:
 def test_overloaded_when_the_queue_is_held(call: Call, host: EngineHost) -> None:
     assert host.engine is not None
     (backbone,) = host.engine.backbones.values()
-    held = backbone.batcher.reserve(8)  # another client's images fill the hard cap
+    held = backbone.batcher.admission.reserve(8)  # another client's images fill the hard cap
     try:
         response = call("POST", "/v1/age/predict", files=image_parts(PNG))
     finally:
@@ -181,7 +181,7 @@ def test_internal_error_keeps_the_request_id(
 
 def test_not_ready_while_loading(tiny_store: Path) -> None:
     from service.api.app import create_app
-    from service.config import Settings
+    from service.settings import Settings
 
     never = EngineHost(lambda: (_ for _ in ()).throw(RuntimeError("weights missing")))
     never.start_loading()
@@ -199,7 +199,7 @@ def test_shutting_down_refuses_late_requests(
 ) -> None:
     host = loaded_host(tiny_store)
     from service.api.app import create_app
-    from service.config import Settings
+    from service.settings import Settings
 
     call = caller(create_app(Settings(model_store=tiny_store), host))
     host.start_draining()

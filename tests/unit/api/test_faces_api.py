@@ -1,7 +1,7 @@
 """``?faces=true`` through the real app and engine, on real photographs (scikit-image's
 astronaut portrait, alone, EXIF-rotated and pasted four times on a canvas).
 
-The face centre (224, 112) of the 512 px portrait was checked by hand (tests/unit/engine/
+The face centre (224, 112) of the 512 px portrait was checked by hand (tests/unit/imaging/
 test_faces.py); on the canvas each pasted copy's face is the largest first.
 """
 
@@ -65,7 +65,7 @@ def limited(tiny_store: Path) -> Iterator[EngineHost]:
 
 def limited_call(limited: EngineHost, tiny_store: Path) -> Call:
     from service.api.app import create_app
-    from service.config import Settings
+    from service.settings import Settings
     from tests.unit.api.conftest import ENGINE_LIMITS
 
     settings = Settings(model_store=tiny_store, **ENGINE_LIMITS, max_upload_bytes=2_000_000)
@@ -176,24 +176,24 @@ def test_faces_past_the_queue_cap_are_refused_with_429(
     call = limited_call(limited, tiny_store)
     assert limited.engine is not None
     batcher = limited.engine.backbones["tiny-random-s0"].batcher
-    other = batcher.reserve(1)  # another request's image, admitted and not yet encoded
+    other = batcher.admission.reserve(1)  # another request's image, admitted and not yet encoded
     try:
         # 1 + 1 image fit the cap of 3; the canvas's 3 kept faces would make it 1 + 3.
         path = "/v1/age/predict?faces=true"
         body = assert_error(call("POST", path, files=jpeg_part(canvas_jpeg)), 429, "overloaded")
         assert "images are ahead" in body["error"]["message"]
-        assert batcher.pending == 1  # the refused request gave its room back
+        assert batcher.admission.pending == 1  # the refused request gave its room back
         assert call("POST", "/v1/age/predict", files=jpeg_part(canvas_jpeg)).status_code == 200
         assert call("POST", path, files=jpeg_part(portrait_jpeg)).status_code == 200  # 1 face
     finally:
         other.release()
-    assert batcher.pending == 0
+    assert batcher.admission.pending == 0
     # No face: the reservation shrinks to nothing and the encoder is not run.
     tower = limited.engine.backbones["tiny-random-s0"].tower
     before = tower.images_encoded
     coffee = images.encode(Image.fromarray(data.coffee()), "JPEG", quality=90)
     assert call("POST", path, files=jpeg_part(coffee)).json()["predictions"][0]["faces"] == []
-    assert (tower.images_encoded, batcher.pending) == (before, 0)
+    assert (tower.images_encoded, batcher.admission.pending) == (before, 0)
 
 
 def test_several_tasks_encode_each_face_once(

@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 
 from service.api.app import create_app
-from service.config import Settings
 from service.registry import ModelStore
-from service.trainer.config import TrainConfig
+from service.settings import Settings
 from service.trainer.evaluate import evaluate_published
+from service.trainer.fit_config import TrainConfig
 from service.trainer.loop import fit
 from service.trainer.publish import publish_trained
 from tests import images

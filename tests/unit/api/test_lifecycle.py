@@ -16,10 +16,10 @@ from prometheus_client import REGISTRY
 
 from service.__main__ import GracefulServer
 from service.api.app import create_app
-from service.config import Settings
 from service.engine.factory import load_engine
 from service.engine.lifecycle import EngineHost
 from service.errors import ReloadFailed
+from service.settings import Settings
 from tests import images
 from tests.unit.api.conftest import loaded_host
 
@@ -123,7 +123,7 @@ def test_a_failed_reload_keeps_the_served_engine_and_its_gauges(tiny_store: Path
     served = host.engine
     assert served is not None
     (backbone_id, runtime) = next(iter(served.backbones.items()))
-    held = runtime.batcher.reserve(3)
+    held = runtime.batcher.admission.reserve(3)
     try:
         with pytest.raises(ReloadFailed, match="weights vanished"):
             asyncio.run(host.reload())

@@ -149,7 +149,7 @@ def test_api_keys_guard_models_not_health(make_app: Callable[..., FastAPI]) -> N
 
 def test_not_ready_is_503(tiny_store: Path) -> None:
     from service.api.app import create_app
-    from service.config import Settings
+    from service.settings import Settings
 
     never = EngineHost(lambda: (_ for _ in ()).throw(RuntimeError("weights missing")))
     never.start_loading()

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from service import metrics
 from service.api.app import create_app
-from service.config import Settings
+from service.settings import Settings
 
 
 def client(tmp_path: Path, **settings: object) -> TestClient:

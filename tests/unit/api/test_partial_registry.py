@@ -8,10 +8,10 @@ from pathlib import Path
 from prometheus_client import REGISTRY
 
 from service.api.app import create_app
-from service.config import Settings
 from service.engine.factory import load_engine
 from service.engine.lifecycle import EngineHost
 from service.registry.store import ACTIVE_POINTER
+from service.settings import Settings
 from tests import images
 from tests.unit.api.conftest import assert_error, caller, image_parts
 

@@ -10,7 +10,7 @@ import pytest
 
 from service.batch.rows import Layout, error_row
 from service.batch.sinks import OutputError, open_sink
-from service.engine.results import ModelRef
+from service.engine.post import ModelRef
 
 LAYOUT = Layout({"age": ModelRef("age", "v1", "tiny")})
 

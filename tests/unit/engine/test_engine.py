@@ -12,11 +12,11 @@ import pytest
 import torch
 from open_clip.transform import image_transform
 
-from service.engine.config import EngineConfig
-from service.engine.device import Placement, resolve_placement
+from service.engine.core.device import Placement, resolve_placement
 from service.engine.engine import InferenceEngine, NamedImage
+from service.engine.engine_config import EngineConfig
 from service.engine.factory import build_engine
-from service.engine.results import ImageResult
+from service.engine.post import ImageResult
 from service.errors import ArtifactError
 from service.registry import ModelStore
 from service.trainer.architectures import BuiltClip

@@ -17,8 +17,8 @@ from service.registry import ModelStore, TaskManifest
 from service.registry.store import sha256_of
 from service.trainer.__main__ import main
 from service.trainer.calibration import calibrate, conformal_target
+from service.trainer.distribution_scores import coverage, nll
 from service.trainer.evaluate import encode_list, evaluate_published, served_probabilities
-from service.trainer.scoring import coverage, nll
 from service.trainer.synthetic import write_synthetic
 
 pytestmark = pytest.mark.slow

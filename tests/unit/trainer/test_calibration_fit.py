@@ -14,7 +14,7 @@ from service.trainer.calibration import (
     conformal_target,
     fit_temperature,
 )
-from service.trainer.scoring import coverage, covered
+from service.trainer.distribution_scores import coverage, covered
 
 RANKS = 10
 VALUES = np.arange(RANKS, dtype=np.float64)

@@ -7,7 +7,16 @@ import math
 import numpy as np
 import pytest
 
-from service.trainer.scoring import bands, coverage, covered, ece, nll, reliability, report, rps
+from service.trainer.distribution_scores import (
+    bands,
+    coverage,
+    covered,
+    ece,
+    nll,
+    reliability,
+    report,
+    rps,
+)
 
 VALUES = np.arange(5, dtype=np.float64)
 

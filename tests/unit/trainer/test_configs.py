@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service.trainer.config import add_flags, load_config
+from service.trainer.fit_config import add_flags, load_config
 from tests.server_process import ROOT
 
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))

@@ -8,8 +8,8 @@ import pytest
 import torch
 from open_clip.transform import image_transform
 
-from service.engine.decode import ImageLimits
-from service.engine.preprocess import Preprocessor
+from service.imaging import Preprocessor
+from service.imaging.decode import ImageLimits
 from service.registry.manifest import Preprocess
 from service.trainer.data import ImageDataset, Sample
 from tests import images

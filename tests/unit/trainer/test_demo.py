@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from service.engine.device import cpu_supports_bf16
+from service.engine.core.device import cpu_supports_bf16
 from service.registry import ModelStore
 from service.trainer.architectures import TINY, BuiltClip, build_clip
 from service.trainer.demo import explain_existing, publish_demo

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageOps
 
-from service.engine.preprocess import ImageLimits, Preprocessor
+from service.imaging import ImageLimits, Preprocessor
 from service.registry.manifest import Preprocess
 from service.trainer.__main__ import build_parser, main
-from service.trainer.config import load_config
-from service.trainer.crop import crop_samples, face_crop_samples, face_cropper
 from service.trainer.data import DataError, Sample
 from service.trainer.evaluate import evaluate_published
+from service.trainer.face_crops import crop_samples, face_crop_samples, face_cropper
+from service.trainer.fit_config import load_config
 from tests import images
 
 data = pytest.importorskip("skimage.data")

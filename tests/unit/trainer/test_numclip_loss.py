@@ -127,7 +127,7 @@ def test_the_coarse_stage_scores_the_bins_and_the_fine_stage_the_ranks(
 def test_the_shipped_numclip_config_builds_its_bins() -> None:
     import argparse
 
-    from service.trainer.config import add_flags, load_config
+    from service.trainer.fit_config import add_flags, load_config
     from service.trainer.methods import split_words
     from tests.server_process import ROOT
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from service.trainer.architectures import BuiltClip
-from service.trainer.config import TrainConfig
+from service.trainer.fit_config import TrainConfig
 from service.trainer.losses import ordinal_clip_loss
 from service.trainer.model import OrdinalClip
 from service.trainer.prompts import (

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from service.engine import matching
-from service.engine.device import resolve_placement
-from service.engine.preprocess import ImageLimits, Preprocessor
-from service.engine.vision import VisionTower
+from service.engine import post as matching
+from service.engine.core.device import resolve_placement
+from service.engine.core.runtimes.torch_runtime import VisionTower
+from service.imaging import ImageLimits, Preprocessor
 from service.registry import ModelStore
 from service.trainer import validation
-from service.trainer.config import TrainConfig
 from service.trainer.data import read_samples
 from service.trainer.distributed import DistContext
+from service.trainer.fit_config import TrainConfig
 from service.trainer.loop import Trainer
 from service.trainer.publish import publish_trained
 from service.trainer.synthetic import write_synthetic

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from service.registry import ModelStore
-from service.trainer.config import TrainConfig
 from service.trainer.data import DataError, read_samples
 from service.trainer.evaluate import evaluate_published
+from service.trainer.fit_config import TrainConfig
 from service.trainer.loop import CHECKPOINT, LOG, fit
 from service.trainer.publish import publish_trained
 from service.trainer.synthetic import write_synthetic
