@@ -1,4 +1,5 @@
-"""FastAPI dependencies shared by the routers: the host, the leased engine, settings, keys.
+"""FastAPI dependencies shared by the routers: the host, the leased engine, settings, keys,
+and the request's images (multipart ``image`` parts or a raw image body).
 
 All are ``async def``: FastAPI would run plain functions in a thread pool, a needless
 thread hop per dependency per request. Order matters in a handler's signature: the
@@ -8,19 +9,33 @@ never pins an engine across a reload or holds a drain open.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.api.uploads import read_images, received_within
 from service.engine.engine import InferenceEngine, NamedImage
 from service.engine.lifecycle import EngineHost
-from service.errors import InvalidRequest, Overloaded, Unauthorized, retry_after
+from service.errors import (
+    InvalidRequest,
+    NoImage,
+    Overloaded,
+    TooManyImages,
+    Unauthorized,
+    UnsupportedMediaType,
+    UploadTimeout,
+    retry_after,
+)
 from service.settings import Settings
 
 T = TypeVar("T")
+IMAGE_FIELD = "image"
+MAX_TEXT_FIELDS = 64
+RAW_BODY_TYPES = ("image/", "application/octet-stream")
 
 
 async def get_host(request: Request) -> EngineHost:
@@ -66,6 +81,50 @@ async def get_images(request: Request) -> list[NamedImage]:
 async def get_body(request: Request) -> bytes:
     """The raw body (Open Inference Protocol requests parse their own)."""
     return await _upload(request, request.body)
+
+
+async def received_within(read: Awaitable[T], timeout_s: float) -> T:
+    """``read`` (of a request body) done within ``timeout_s``: a client that trickles its
+    body gets 408."""
+    try:
+        return await asyncio.wait_for(read, timeout_s)
+    except TimeoutError:
+        raise UploadTimeout(f"the request body did not arrive within {timeout_s:g} s") from None
+
+
+async def read_images(request: Request, max_images: int) -> list[NamedImage]:
+    """All images of the request, in order. Raises typed errors for every malformed case."""
+    content_type = request.headers.get("content-type", "").lower()
+    if content_type.startswith(RAW_BODY_TYPES):
+        return [NamedImage(name="body", data=await request.body())]
+    if not content_type.startswith("multipart/form-data"):
+        raise UnsupportedMediaType(
+            f"send multipart/form-data with '{IMAGE_FIELD}' file parts, or a raw image body "
+            f"(got content-type {content_type or 'none'!r})"
+        )
+    # The parser stops at one file part past the limit (answered 413 below) and at a few
+    # text fields: a flood of tiny parts costs little. The body-size limit bounds memory.
+    try:
+        form = await request.form(max_files=max_images + 1, max_fields=MAX_TEXT_FIELDS)
+    except StarletteHTTPException as exc:
+        if "Too many files" in str(exc.detail):
+            raise TooManyImages(f"more than {max_images} images in one request") from None
+        raise
+    try:
+        parts = form.getlist(IMAGE_FIELD)
+        if not parts:
+            raise NoImage(f"the request has no '{IMAGE_FIELD}' file part")
+        if len(parts) > max_images:
+            raise TooManyImages(f"more than {max_images} images in one request")
+        images = []
+        for index, part in enumerate(parts):
+            if not isinstance(part, UploadFile):
+                raise InvalidRequest(f"part '{IMAGE_FIELD}' #{index} is a text field, not a file")
+            name = part.filename or f"{IMAGE_FIELD}[{index}]"
+            images.append(NamedImage(name=name, data=await part.read()))
+    finally:
+        await form.close()
+    return images
 
 
 def refuse_early(host: EngineHost, arrived: float | None, task_names: list[str] | None) -> None:

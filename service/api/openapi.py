@@ -11,17 +11,17 @@ The static part is built once; the examples are refreshed on every request for
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
+from PIL import Image
 from starlette.routing import BaseRoute
 
-from service.api.deps import get_images, require_admin_key, require_api_key
-from service.api.uploads import UPLOAD_SCHEMA, image_upload_openapi
+from service.api.deps import IMAGE_FIELD, get_images, require_admin_key, require_api_key
 from service.engine.lifecycle import EngineHost
 from service.settings import Settings
 
@@ -56,6 +56,62 @@ TASK_PARAMETER_HELP = (
     "A served task name. Not an enum: the served set changes when the registry is reloaded; "
     "`GET /v1/models` lists it. An unknown name is answered with 404 `unknown_task`."
 )
+
+
+# The upload form's name in the schema's components, which generated clients name it by.
+UPLOAD_SCHEMA = "ImageUpload"
+
+
+def image_upload_openapi(
+    max_images: int, formats: Iterable[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The OpenAPI ``requestBody`` of the predict routes, which parse their body themselves
+    (to own limits and errors), and the :data:`UPLOAD_SCHEMA` it refers to. Built per app:
+    ``maxItems`` is the configured limit, each part's ``contentType`` lists the configured
+    formats. What no schema can say (that the bytes decode as an image within the size
+    limits) is in the descriptions."""
+    Image.init()
+    accepted = ", ".join(sorted({Image.MIME[name] for name in formats if name in Image.MIME}))
+    form = {
+        "type": "object",
+        "required": [IMAGE_FIELD],
+        "properties": {
+            IMAGE_FIELD: {
+                "type": "array",
+                "items": {"type": "string", "format": "binary"},
+                "minItems": 1,
+                "maxItems": max_images,
+                "description": f"1 to {max_images} image files, one part each, answered in "
+                f"upload order. Formats: {accepted}.",
+            }
+        },
+    }
+    body = {
+        "required": True,
+        "description": "Images to predict on. Bytes that do not decode as an accepted format "
+        "are answered with 415 or 422: a schema cannot express that. A raw `image/*` body "
+        "is one image (client generators support only the `multipart/form-data` form).",
+        "content": {
+            "multipart/form-data": {
+                "schema": {"$ref": f"#/components/schemas/{UPLOAD_SCHEMA}"},
+                "encoding": {
+                    IMAGE_FIELD: {
+                        "contentType": accepted,
+                        "headers": {
+                            "Content-Disposition": {
+                                "description": "Each part is a file part: it has a filename "
+                                "(a part without one is a text field, answered with 422).",
+                                "schema": {"type": "string"},
+                                "example": f'form-data; name="{IMAGE_FIELD}"; filename="a.jpg"',
+                            }
+                        },
+                    }
+                },
+            },
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+    return body, form
 
 
 def install_openapi(app: FastAPI, settings: Settings, host: EngineHost) -> None:

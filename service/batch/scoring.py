@@ -45,9 +45,10 @@ class Scorer:
         except OSError as exc:
             return [error_row(self.layout, path, UNREADABLE_FILE, f"{path}: {exc}")]
         try:
-            [result] = await self.engine.predict(
+            answers = await self.engine.predict(
                 [NamedImage(path, data)], list(self.layout.models), faces=self.faces
             )
+            [result] = answers.images
         except ServiceError as exc:
             return [error_row(self.layout, path, exc.code, exc.message)]
         except Exception as exc:  # one odd file must not end a job of a million

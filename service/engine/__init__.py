@@ -24,6 +24,7 @@ from service.engine.engine import InferenceEngine, NamedImage
 from service.engine.engine_config import EngineConfig
 from service.engine.factory import load_engine, load_task_backbone
 from service.engine.post import (
+    Answers,
     FaceResult,
     ImageResult,
     ModelRef,
@@ -35,6 +36,7 @@ from service.engine.post import (
 
 __all__ = [
     "DTYPES",
+    "Answers",
     "EngineConfig",
     "FaceResult",
     "ImageResult",

@@ -21,7 +21,7 @@ from service.engine.admission import Admission, Reservation
 from service.engine.core.batcher import MicroBatcher
 from service.engine.core.device import Placement
 from service.engine.core.runtimes.base import MeasuredEncoder, RuntimeInfo
-from service.engine.post import ImageResult, ServedTask
+from service.engine.post import Answers, ServedTask
 from service.engine.pre import Prepared, PreStage, View
 from service.errors import DeadlineExceeded, NotReady, UnknownTask, retry_after
 from service.imaging import Preprocessor
@@ -126,7 +126,7 @@ class InferenceEngine:
         task_names: Sequence[str],
         deadline_s: float | None = None,
         faces: bool = False,
-    ) -> list[ImageResult]:
+    ) -> Answers:
         """Per image, a complete prediction for every task asked; with ``faces``, one per
         detected face instead (largest first), each face counted as one image.
 
@@ -171,7 +171,7 @@ class InferenceEngine:
         views: dict[View, list[ServedTask]],
         reservations: dict[str, Reservation],
         faces: bool,
-    ) -> list[ImageResult]:
+    ) -> Answers:
         """Forward through the stages: pre (every image), core (every backbone's rows in one
         submission each, side by side), post (every task's answers, then per image)."""
         order = list(views)

@@ -62,6 +62,15 @@ class FaceResult:
 
 
 @dataclass(frozen=True)
+class Answers:
+    """A request's answer: the version of each task that answered, and per image (in
+    upload order) its predictions."""
+
+    models: dict[str, ModelRef]  # task -> the version that answered
+    images: list[ImageResult]
+
+
+@dataclass(frozen=True)
 class ImageResult:
     name: str
     predictions: dict[str, TaskPrediction] = field(default_factory=dict)  # task -> answer
@@ -182,7 +191,7 @@ def answer(
     prepared: list[Prepared],
     views: dict[View, list[ServedTask]],
     features: dict[View, torch.Tensor | None],
-) -> list[ImageResult]:
+) -> Answers:
     """Every task's answers from its view's features, then the rows back to their images
     (and faces), in the order they were submitted."""
     streams = {
@@ -201,4 +210,5 @@ def answer(
             for face in faces:
                 face.predictions[name] = next(rows)
         results.append(ImageResult(image.name, faces=faces, faces_found=image.detections.found))
-    return results
+    models = {task.name: task.ref for tasks in views.values() for task in tasks}
+    return Answers(models, results)

@@ -82,7 +82,7 @@ async def run_infer(engine: InferenceEngine, call: InferCall, timeout_s: float) 
     faces = flag(call.parameters, "faces", False)
     names = output_names(call.requested, faces, flag(call.parameters, "distribution", True))
     images = images_of(call.inputs)
-    results = await engine.predict(images, [call.task], timeout_s, faces)
+    results = (await engine.predict(images, [call.task], timeout_s, faces)).images
     ranks = engine.describe(call.task)[0].num_ranks
     outputs = outputs_of(results, call.task, ranks, faces, names)
     return InferAnswer(call.task, version, call.request_id, outputs)

@@ -60,15 +60,15 @@ async def predict_task(
 ) -> TaskPredictResponse:
     """Predict one ordinal task (e.g. ``age``) for each uploaded image, in upload order;
     with ``faces=true``, for each face of each image."""
-    results = await engine.predict(images, [task], settings.request_timeout_s, faces)
+    answers = await engine.predict(images, [task], settings.request_timeout_s, faces)
     return TaskPredictResponse(
         task=task,
-        model=ModelRef.of(engine.task(task).ref),
+        model=ModelRef.of(answers.models[task]),
         predictions=[
             Prediction.of_faces(result, task, distribution)
             if faces
             else Prediction.of(result.predictions[task], result.name, distribution)
-            for result in results
+            for result in answers.images
         ],
     )
 
@@ -99,9 +99,9 @@ async def predict_tasks(
     """Predict several tasks per image (or per face); tasks sharing a backbone share one
     encoding per image (or face)."""
     names = sorted(engine.tasks) if tasks is None else parse_task_list(tasks)
-    results = await engine.predict(images, names, settings.request_timeout_s, faces)
+    answers = await engine.predict(images, names, settings.request_timeout_s, faces)
     return MultiPredictResponse(
         tasks=names,
-        models={name: ModelRef.of(engine.task(name).ref) for name in names},
-        predictions=[ImagePredictions.of(result, distribution) for result in results],
+        models={name: ModelRef.of(answers.models[name]) for name in names},
+        predictions=[ImagePredictions.of(result, distribution) for result in answers.images],
     )

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 
-from service.api.uploads import UPLOAD_SCHEMA
+from service.api.openapi import UPLOAD_SCHEMA
 from tests import images
 from tests.unit.api.conftest import ENGINE_LIMITS, caller, image_parts
 

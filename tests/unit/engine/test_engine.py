@@ -33,7 +33,7 @@ def make_engine(store: Path, precision: str) -> InferenceEngine:
 def predict(engine: InferenceEngine, pictures: list[NamedImage], tasks: list[str]) -> list[dict]:
     async def run() -> list[ImageResult]:
         try:
-            return await engine.predict(pictures, tasks)
+            return (await engine.predict(pictures, tasks)).images
         finally:
             engine.stop()
 
