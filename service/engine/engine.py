@@ -17,12 +17,11 @@ import torch
 
 from service import metrics
 from service.engine import post
-from service.engine.admission import Admission, Reservation
 from service.engine.core.batcher import MicroBatcher
 from service.engine.core.device import Placement
 from service.engine.core.runtimes.base import MeasuredEncoder, RuntimeInfo
 from service.engine.post import Answers, ServedTask
-from service.engine.pre import Prepared, PreStage, View
+from service.engine.pre import Admission, Prepared, PreStage, Reservation, View
 from service.errors import DeadlineExceeded, NotReady, UnknownTask, retry_after
 from service.imaging import Preprocessor
 from service.imaging.faces import FaceCropper

@@ -16,14 +16,13 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from service import metrics
-from service.engine.admission import Admission
 from service.engine.core.batcher import MicroBatcher
 from service.engine.core.device import Placement, configure_threads, resolve_placement
 from service.engine.core.runtimes.select import Search, select_encoder
 from service.engine.engine import InferenceEngine, ServedBackbone, observe_batch
 from service.engine.engine_config import EngineConfig
 from service.engine.post import ServedTask
-from service.engine.pre import PreStage
+from service.engine.pre import Admission, PreStage
 from service.imaging import Preprocessor
 from service.imaging.faces import build_cropper
 from service.registry import LoadedBackbone, LoadedTask, ModelStore, RegistrySnapshot

@@ -1,7 +1,7 @@
 """The core stage: dynamic micro-batching of admitted images.
 
 A request's decoded images arrive with the reservation it took at admission
-(:mod:`service.engine.admission`) and are queued together; worker threads pack them into
+(:mod:`service.engine.pre`) and are queued together; worker threads pack them into
 batches of at most ``max_batch_size`` (waiting at most ``max_batch_delay`` after the
 first), run the encoder off the event loop and route each row back to its request's
 future. Whatever goes wrong in a batch fails exactly that batch's futures, and the worker
@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from service.engine.admission import Admission, Reservation
 from service.engine.core.runtimes.base import Encoder
+from service.engine.pre import Admission, Reservation
 
 log = logging.getLogger(__name__)
 

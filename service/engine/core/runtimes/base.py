@@ -202,8 +202,3 @@ def _concurrently(work: Callable[[], object], workers: int) -> float:
         for finished in runs:
             finished.result()
         return time.perf_counter() - start
-
-
-def normalized(features: torch.Tensor) -> torch.Tensor:
-    """Rows scaled to unit length, in float32 (what every encoder returns)."""
-    return torch.nn.functional.normalize(features.float(), dim=-1)

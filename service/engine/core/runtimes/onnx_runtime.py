@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from service.engine.core.device import Placement
-from service.engine.core.runtimes.base import MeasuredEncoder, RuntimeInfo, normalized
+from service.engine.core.runtimes.base import MeasuredEncoder, RuntimeInfo
 from service.engine.core.runtimes.export import INPUT
 
 
@@ -39,4 +39,4 @@ class OnnxRuntimeEncoder(MeasuredEncoder):
         """``intra_op_threads`` is ignored: the session's pool was sized at construction."""
         array = pixels.detach().float().contiguous().numpy()
         (features,) = self._session.run(None, {INPUT: array})
-        return normalized(torch.from_numpy(features))
+        return torch.nn.functional.normalize(torch.from_numpy(features).float(), dim=-1)

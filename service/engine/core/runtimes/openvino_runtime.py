@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from service.engine.core.device import Placement
-from service.engine.core.runtimes.base import MeasuredEncoder, RuntimeInfo, normalized
+from service.engine.core.runtimes.base import MeasuredEncoder, RuntimeInfo
 
 HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 
@@ -60,4 +60,4 @@ class OpenVinoEncoder(MeasuredEncoder):
             request = self._local.request = self._compiled.create_infer_request()
         array = pixels.detach().float().contiguous().numpy()
         features = request.infer([array])[0]
-        return normalized(torch.from_numpy(features))  # normalized() allocates its result
+        return torch.nn.functional.normalize(torch.from_numpy(features).float(), dim=-1)  # a copy

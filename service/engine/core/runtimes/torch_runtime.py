@@ -8,7 +8,7 @@ import torch
 from open_clip.model import _build_vision_tower
 
 from service.engine.core.device import Placement
-from service.engine.core.runtimes.base import MeasuredEncoder, RuntimeInfo, normalized
+from service.engine.core.runtimes.base import MeasuredEncoder, RuntimeInfo
 from service.errors import ArtifactError
 from service.registry import LoadedBackbone
 
@@ -54,4 +54,4 @@ class VisionTower(MeasuredEncoder):
         with self._count_lock:
             self.images_encoded += len(pixels)
         features = self.model(batch.to(self.placement.dtype))
-        return normalized(features).cpu()
+        return torch.nn.functional.normalize(features.float(), dim=-1).cpu()  # unit rows, fp32

@@ -9,9 +9,9 @@ from collections.abc import Callable
 
 import torch
 
-from service.engine.admission import Admission
 from service.engine.core.batcher import MicroBatcher
 from service.engine.core.runtimes.base import Calibration
+from service.engine.pre import Admission
 
 HANG_GUARD_S = 30  # only against a hang; no test asserts a speed
 

@@ -9,8 +9,8 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from service.engine.admission import Admission
 from service.engine.core.batcher import MicroBatcher
+from service.engine.pre import Admission
 from tests.unit.engine.core.batching import Boom, RecordingEncoder, encode, make, marker
 
 

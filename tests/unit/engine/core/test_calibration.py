@@ -11,11 +11,11 @@ import time
 import pytest
 import torch
 
-from service.engine.admission import Admission
 from service.engine.core.batcher import MicroBatcher
 from service.engine.core.device import Placement
 from service.engine.core.runtimes.base import MeasuredEncoder, RuntimeInfo
 from service.engine.engine_config import EngineConfig
+from service.engine.pre import Admission
 
 # Seconds one batch takes: size 4 is twice as fast per image as sizes 1, 2 and 8 (and 16,
 # whose round is over the default budget of 0.5 s).
