@@ -73,6 +73,24 @@ def served_layout(tower: MeasuredEncoder) -> LayoutChoice:
     return tower.runtime_info.layout
 
 
+def layout_rates(
+    tower: MeasuredEncoder, quick: bool, served_batch: int | None = None
+) -> dict[EncoderLayout, float]:
+    """Sustained img/s of ``tower`` in every layout the server's search considers (every
+    even split of the usable cores into workers x threads) x batch sizes up to 8 and the
+    served one."""
+    sizes = ({1, 4} if quick else {1, 2, 4, 8}) | ({served_batch} if served_batch else set())
+    seconds = 2.0 if quick else 4.0
+    return {
+        layout: sustained_rate(tower, layout, seconds)
+        for layout in (
+            EncoderLayout(workers, threads, batch)
+            for workers, threads in tower.shapes(0, 0)
+            for batch in sorted(sizes)
+        )
+    }
+
+
 def measure_limit(
     tower: MeasuredEncoder, preprocess: Preprocessor, images: dict[str, bytes], quick: bool
 ) -> dict[str, object]:
@@ -81,15 +99,8 @@ def measure_limit(
     cores into workers x threads) and batch sizes up to 8 and the served one: the limit is
     the best of the same space, sustained for seconds, not the server's short timing."""
     served = served_layout(tower)
-    sizes = {1, 4} if quick else {1, 2, 4, 8}
-    layouts = [
-        EncoderLayout(workers, threads, batch)
-        for workers, threads in tower.shapes(0, 0)
-        for batch in sorted(sizes | {served.layout.batch_size})
-    ]
-    seconds = 2.0 if quick else 4.0
-    throughput = {str(layout): sustained_rate(tower, layout, seconds) for layout in layouts}
-    best = max(layouts, key=lambda layout: throughput[str(layout)])
+    throughput = layout_rates(tower, quick, served.layout.batch_size)
+    best = max(throughput, key=throughput.__getitem__)
     preprocess_ms = {name: median_ms(lambda d=data: preprocess(d)) for name, data in images.items()}
     one = torch.zeros(1, 3, tower.image_size, tower.image_size)
     return {
@@ -98,9 +109,9 @@ def measure_limit(
         "precision": tower.placement.precision,
         "cpu_features": cpu_features(),
         "served_layout": served.as_dict(),
-        "throughput_by_layout": throughput,
+        "throughput_by_layout": {str(layout): rate for layout, rate in throughput.items()},
         "best_layout": dataclasses.asdict(best),
-        "limit_img_s": throughput[str(best)],
+        "limit_img_s": throughput[best],
         "forward_batch1_ms": median_ms(lambda: tower.encode(one, best.threads)),
         "preprocess_ms": preprocess_ms,
     }

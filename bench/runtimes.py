@@ -18,13 +18,12 @@ from typing import Any
 import httpx
 
 from bench.__main__ import WORK, ensure_store
-from bench.limit import sustained_rate
+from bench.limit import layout_rates
 from bench.load import run_load
 from bench.machine import machine, results_dir
 from service.engine.core.device import configure_threads, cpu_features
 from service.engine.core.runtimes.base import MeasuredEncoder
 from service.engine.core.runtimes.catalog import RUNTIMES
-from service.engine.core.runtimes.layout import EncoderLayout
 from service.engine.engine_config import EngineConfig
 from service.engine.factory import load_task_backbone
 from tests import images
@@ -36,12 +35,8 @@ def encoder_limit(store: Path, runtime: str, quick: bool) -> dict[str, Any]:
     config = EngineConfig(device="cpu", runtime=runtime)
     backbone, _ = load_task_backbone(store, "age", config)
     encoder: MeasuredEncoder = backbone.tower
-    sizes = (1, 4) if quick else (1, 2, 4, 8)
-    encoder.warm_up((1, max(sizes)))
-    rates = {
-        str(layout): sustained_rate(encoder, layout, 2.0 if quick else 4.0)
-        for layout in (EncoderLayout(w, t, b) for w, t in encoder.shapes(0, 0) for b in sizes)
-    }
+    encoder.warm_up((1, 4 if quick else 8))
+    rates = {str(layout): rate for layout, rate in layout_rates(encoder, quick).items()}
     best = max(rates, key=rates.__getitem__)
     info = encoder.runtime_info
     return {

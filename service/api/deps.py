@@ -18,7 +18,7 @@ from fastapi import Depends, Request
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.engine.engine import InferenceEngine, NamedImage
+from service.engine import InferenceEngine, NamedImage
 from service.engine.lifecycle import EngineHost
 from service.errors import (
     InvalidRequest,

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from service.batch.rows import Layout, Row, error_row, image_rows
-from service.engine.engine import InferenceEngine, NamedImage
+from service.engine import InferenceEngine, NamedImage
 from service.errors import ServiceError
 
 log = logging.getLogger(__name__)

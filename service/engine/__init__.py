@@ -1,9 +1,9 @@
-"""The engine: admit -> pre -> core -> post; see ARCHITECTURE.md.
+"""The engine: pre (admission, decoding) -> core -> post; see ARCHITECTURE.md.
 
 - ``engine.py``: :class:`InferenceEngine`, which runs a request through the stages in order;
   ``factory.py`` builds it from the registry, ``lifecycle.py`` swaps it on a reload.
-- ``admission.py`` (admit): room for a request's images before any decoding, or a 429.
-- ``pre.py`` (pre): bytes -> encoder inputs in a thread pool, through :mod:`service.imaging`.
+- ``pre.py`` (pre): room for a request's images before any decoding (or a 429), then
+  bytes -> encoder inputs in a thread pool, through :mod:`service.imaging`.
 - ``core/`` (core): the micro-batcher, the device, the towers on every runtime and the
   start-up selection of the fastest.
 - ``post.py`` (post): features -> rank distributions -> typed answers.
@@ -20,7 +20,7 @@ from service.engine.core.device import (
     cpu_supports_bf16,
     usable_cores,
 )
-from service.engine.engine import InferenceEngine, NamedImage
+from service.engine.engine import InferenceEngine
 from service.engine.engine_config import EngineConfig
 from service.engine.factory import load_engine, load_task_backbone
 from service.engine.post import (
@@ -33,6 +33,7 @@ from service.engine.post import (
     rank_probabilities,
     summarize,
 )
+from service.engine.pre import NamedImage
 
 __all__ = [
     "DTYPES",

@@ -1,4 +1,4 @@
-"""The inference engine: admit -> pre (decode) -> core (batcher + tower) -> post (matching).
+"""The inference engine: pre (admit, decode) -> core (batcher + tower) -> post (matching).
 
 Built by :func:`service.engine.factory.build_engine`. It answers ``predict`` with complete
 typed results and knows nothing of HTTP. Tasks that share a backbone (and, with faces, a
@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 
 import torch
 
@@ -21,17 +20,11 @@ from service.engine.core.batcher import MicroBatcher
 from service.engine.core.device import Placement
 from service.engine.core.runtimes.base import MeasuredEncoder, RuntimeInfo
 from service.engine.post import Answers, ServedTask
-from service.engine.pre import Admission, Prepared, PreStage, Reservation, View
+from service.engine.pre import Admission, NamedImage, Prepared, PreStage, Reservation, View
 from service.errors import DeadlineExceeded, NotReady, UnknownTask, retry_after
 from service.imaging import Preprocessor
 from service.imaging.faces import FaceCropper
 from service.registry.manifest import BackboneManifest, TaskManifest
-
-
-@dataclass(frozen=True)
-class NamedImage:
-    name: str
-    data: bytes
 
 
 class ServedBackbone:

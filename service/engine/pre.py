@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 import torch
 
@@ -41,9 +41,6 @@ from service.errors import Overloaded, ShuttingDown, TooManyImages, retry_after
 from service.imaging import Preprocessor, decode_image
 from service.imaging.faces import Detections, FaceCropper, crop_face
 from service.registry.manifest import FaceCropSpec
-
-if TYPE_CHECKING:
-    from service.engine.engine import NamedImage
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -167,6 +164,12 @@ class Reservation:
 
 
 # -- decoding and transforms in the pool ------------------------------------------------
+@dataclass(frozen=True)
+class NamedImage:
+    """One uploaded image: what a request brings to the engine."""
+
+    name: str
+    data: bytes
 
 
 class PreStage:

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from service.engine.engine import NamedImage
+from service.engine import NamedImage
 from service.engine.post import ImageResult, TaskPrediction
 from service.errors import InvalidInferenceRequest, NoImage, TooManyImages
 

@@ -138,6 +138,7 @@ class MicroBatcher:
 
     # -- worker threads ------------------------------------------------------------------
     def _run(self) -> None:
+        free_since = 0.0  # when this worker's previous forward ended
         while True:
             first = self._queue.get()
             if first is None:
@@ -145,10 +146,10 @@ class MicroBatcher:
             batch, stop_after = self._fill_batch(first)
             outcomes: list[tuple[_Item, torch.Tensor | BaseException]]
             try:
-                outcomes = list(self._process(batch))
+                outcomes, free_since = self._process(batch, free_since)
             except BaseException as exc:  # a worker must outlive any batch
                 log.exception("batch of %d failed on %s", len(batch), self.name)
-                outcomes = [(item, exc) for item in batch]
+                outcomes, free_since = [(item, exc) for item in batch], time.perf_counter()
             self.admission.settle(len(batch))  # before any client hears back
             for item, outcome in outcomes:
                 _settle(item, outcome)
@@ -171,21 +172,32 @@ class MicroBatcher:
             batch.append(item)
         return batch, False
 
-    def _process(self, batch: list[_Item]) -> Iterator[tuple[_Item, torch.Tensor]]:
+    def _process(
+        self, batch: list[_Item], free_since: float
+    ) -> tuple[list[tuple[_Item, torch.Tensor | BaseException]], float]:
+        """Encode the batch's live items; returns each with its row, and when the forward
+        ended. The throughput admission learns is the drain rate in wall-clock time: from
+        the end of this worker's previous forward (or the first item's arrival, if later)
+        to the end of this one. It counts what the forward alone does not: routing the last
+        answers, metrics, waiting for the cores, the GIL or a slot beside the decoding
+        threads (on one core the forward's own rate overstated the drain rate, and admitted
+        images waited past the target)."""
         live = [item for item in batch if not item.future.cancelled()]
         if not live:
-            return iter(())
+            return [], free_since
+        cycle_start = max(free_since, min(item.enqueued for item in live))
         started = time.perf_counter()
         waits = [started - item.enqueued for item in live]
         with self._worker_slot() as (threads, sharing):
             features = self._encoder.encode(torch.stack([item.pixels for item in live]), threads)
-        seconds = time.perf_counter() - started
+        finished = time.perf_counter()
+        seconds = finished - started
         if len(features) != len(live):
             raise RuntimeError(f"encoder returned {len(features)} rows for {len(live)} images")
-        self.admission.observe(len(live) / max(seconds, 1e-9) * sharing)
+        self.admission.observe(len(live) / max(finished - cycle_start, 1e-9) * sharing)
         if self._on_batch is not None:
             self._on_batch(len(live), seconds, waits)
-        return zip(live, features, strict=True)
+        return list(zip(live, features, strict=True)), finished
 
     def _threads_under_load(self) -> int | None:
         return None if self._cores is None else max(1, self._cores // len(self._workers))

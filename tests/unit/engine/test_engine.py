@@ -12,8 +12,8 @@ import pytest
 import torch
 from open_clip.transform import image_transform
 
+from service.engine import InferenceEngine, NamedImage
 from service.engine.core.device import Placement, resolve_placement
-from service.engine.engine import InferenceEngine, NamedImage
 from service.engine.engine_config import EngineConfig
 from service.engine.factory import build_engine
 from service.engine.post import ImageResult

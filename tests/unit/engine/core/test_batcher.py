@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -174,6 +175,26 @@ def test_a_failing_metrics_observer_fails_the_batch_not_the_worker() -> None:
         asyncio.run(encode(batcher, [marker(1.0)]))
     assert asyncio.run(encode(batcher, [marker(2.0)]))[0].item() == 4.0
     assert batcher.admission.pending == 0
+    batcher.stop()
+
+
+def test_admission_learns_the_drain_rate_not_the_forward_rate() -> None:
+    """Between forwards the worker routes answers and records metrics, and on a busy machine
+    waits for a core: here each batch's observer sleeps 40 ms, so images cannot drain
+    faster than 25 per second however fast the forward is. The rate admission uses must
+    not claim more (it used to time the forward alone and claim thousands)."""
+    pause_s, images = 0.04, 60
+
+    def slow_observer(size: int, seconds: float, waits: list[float]) -> None:
+        time.sleep(pause_s)  # sleeps at least this long, on any machine
+
+    encoder = RecordingEncoder(rate=1000.0)  # the calibrated (forward) rate
+    batcher = make(encoder, max_batch_size=1, max_batch_delay_s=0.0, on_batch=slow_observer)
+    assert batcher.admission.throughput == pytest.approx(1000.0)
+    asyncio.run(encode(batcher, [marker(float(i)) for i in range(images)]))
+    # The first cycle has no previous forward (it is the forward alone, < 1 ms), and the
+    # start-up figure is 1000: after 59 smoothed cycles their weight is 0.8**59 < 2e-6.
+    assert batcher.admission.throughput <= 1 / pause_s + 1.5
     batcher.stop()
 
 

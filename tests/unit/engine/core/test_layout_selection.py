@@ -138,18 +138,17 @@ def wrong_runtime(backbone: LoadedBackbone, instant: bool = False) -> RuntimeSpe
     return RuntimeSpec("wrong", (), "none", build)
 
 
-def test_auto_falls_back_to_torch_when_parity_fails(store: ModelStore) -> None:
+def served_beside_a_wrong_runtime(store: ModelStore, instant: bool, **options: str) -> RuntimeInfo:
+    """What ``auto`` serves when a runtime that answers wrongly is among the candidates."""
     backbone, tasks = loaded(store)
-    encoder = select_encoder(
-        backbone,
-        CPU,
-        "auto",
-        tasks,
-        Search(rounds=1),
-        precision="fp32",  # two candidates: both gated, no screening
-        specs={"wrong": wrong_runtime(backbone)},
-    )
-    info = encoder.runtime_info
+    specs = {"wrong": wrong_runtime(backbone, instant=instant)}
+    encoder = select_encoder(backbone, CPU, "auto", tasks, Search(rounds=1), specs=specs, **options)
+    return encoder.runtime_info
+
+
+def test_auto_falls_back_to_torch_when_parity_fails(store: ModelStore) -> None:
+    # fp32 only: two candidates, both gated, no screening
+    info = served_beside_a_wrong_runtime(store, instant=False, precision="fp32")
     assert info.name == "torch"
     assert info.parity["wrong/fp32"]["passed"] is False
     assert "wrong/fp32" not in info.measured_img_s
@@ -158,16 +157,7 @@ def test_auto_falls_back_to_torch_when_parity_fails(store: ModelStore) -> None:
 def test_the_fastest_candidate_is_not_served_when_its_parity_fails(store: ModelStore) -> None:
     """Gating goes fastest first: a runtime that screens fastest but answers wrongly is
     gated, refused, and the next ones are gated in its place."""
-    backbone, tasks = loaded(store)
-    encoder = select_encoder(
-        backbone,
-        CPU,
-        "auto",
-        tasks,
-        Search(rounds=1),
-        specs={"wrong": wrong_runtime(backbone, instant=True)},
-    )
-    info = encoder.runtime_info
+    info = served_beside_a_wrong_runtime(store, instant=True)
     assert info.name == "torch"
     assert info.parity["wrong/fp32"]["passed"] is False
     assert "wrong/fp32" not in info.measured_img_s
