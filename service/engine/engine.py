@@ -75,16 +75,16 @@ class InferenceEngine:
     def start(self) -> None:
         """Warm every tower and start its workers (in the layout measured when it was built;
         a batcher built without a measured rate measures its own first)."""
-        for runtime in self.backbones.values():
-            runtime.tower.warm_up()
-            if runtime.admission.throughput <= 0:
-                runtime.batcher.calibrate(search_batch_size=False)
-            runtime.batcher.start()
+        for backbone in self.backbones.values():
+            backbone.tower.warm_up()
+            if backbone.admission.throughput <= 0:
+                backbone.batcher.calibrate(search_batch_size=False)
+            backbone.batcher.start()
 
     def stop(self) -> None:
         """Finish queued work and end every thread. Blocks: call it off the event loop."""
-        for runtime in self.backbones.values():
-            runtime.batcher.stop()
+        for backbone in self.backbones.values():
+            backbone.batcher.stop()
         self._pre.stop()
 
     # -- what is served ------------------------------------------------------------------
@@ -143,9 +143,9 @@ class InferenceEngine:
     def _view(self, task: ServedTask, faces: bool) -> View:
         """How ``task`` sees an image: whole, or face crops cut as it was trained (its
         manifest's crop), else as the settings say for its backbone's input size."""
-        runtime = self.backbones[task.manifest.backbone]
-        crop = (task.manifest.crop or runtime.faces.spec) if faces else None
-        return View(runtime.id, crop, runtime.preprocess)
+        backbone = self.backbones[task.manifest.backbone]
+        crop = (task.manifest.crop or backbone.faces.spec) if faces else None
+        return View(backbone.id, crop, backbone.preprocess)
 
     @contextmanager
     def _admit(self, backbone_ids: list[str], count: int) -> Iterator[dict[str, Reservation]]:

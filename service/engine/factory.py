@@ -157,5 +157,5 @@ def load_task_backbone(
     loaded = store.load_task(task, version)
     backbone = store.load_backbone(loaded.manifest.backbone)
     placement = resolve_placement(config.device, config.precision)
-    runtime = build_backbone(backbone, placement, config, [loaded])
-    return runtime, ServedTask(loaded, config.interval_level)
+    served = build_backbone(backbone, placement, config, [loaded])
+    return served, ServedTask(loaded, config.interval_level)

@@ -191,16 +191,16 @@ def _publish(engine: InferenceEngine) -> None:
     metrics.TASK_LOAD_FAILED.clear()
     for task in engine.failed_tasks:
         metrics.TASK_LOAD_FAILED.labels(task).set(1)
-    for backbone_id, runtime in engine.backbones.items():
-        admission = runtime.admission
-        metrics.MAX_BATCH_SIZE.labels(backbone_id).set(runtime.batcher.max_batch_size)
+    for backbone_id, backbone in engine.backbones.items():
+        admission = backbone.admission
+        metrics.MAX_BATCH_SIZE.labels(backbone_id).set(backbone.batcher.max_batch_size)
         metrics.MAX_QUEUED_IMAGES.labels(backbone_id).set(admission.max_queued)
         metrics.QUEUE_DEPTH.labels(backbone_id).set_function(lambda a=admission: a.pending)
         metrics.ADMISSION_WAIT_SECONDS.labels(backbone_id).set_function(
             lambda a=admission: a.expected_wait_s
         )
         metrics.THROUGHPUT.labels(backbone_id).set_function(lambda a=admission: a.throughput)
-        info = runtime.tower.runtime_info
+        info = backbone.tower.runtime_info
         for label, rate in {**info.screened_img_s, **info.measured_img_s}.items():
             name, _, precision = label.partition("/")
             metrics.RUNTIME_MEASURED.labels(backbone_id, name, precision).set(rate)
