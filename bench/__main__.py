@@ -38,6 +38,14 @@ WORK = ROOT / ".bench"
 RAY_PYTHON = WORK / "ray-venv" / "bin" / "python"
 
 
+def output_dir(asked: Path | None) -> Path:
+    """Where a bench writes its figures (``--out``, else results/<machine kind>/), created."""
+    WORK.mkdir(exist_ok=True)
+    out = asked or results_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
 def ensure_store(backbone: str) -> Path:
     store = WORK / f"store-{backbone}"
     subprocess.run(
@@ -134,9 +142,7 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=None, help="default: results/<kind>/")
     args = parser.parse_args()
-    WORK.mkdir(exist_ok=True)
-    out: Path = args.out or results_dir()
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(args.out)
     store = ensure_store(args.backbone)
     samples = {"224px": images.jpeg(224, 224), "12MP": images.large_jpeg(12)}
     payloads = {"224px": samples["224px"]} if args.quick else samples

@@ -19,9 +19,9 @@ from typing import Any
 
 from PIL import Image
 
-from bench.__main__ import machine
+from bench.machine import machine
 from bench.face_composites import SCALES, composites, score, size_bin
-from bench.runtimes import cpu_flags
+from service.engine import cpu_features
 from service.imaging.faces import FaceCropper, FaceDetector, HaarDetector, MTCNNDetector
 from service.imaging.faces.mtcnn_nets import PACKAGE
 from service.settings import Settings
@@ -140,7 +140,7 @@ def main() -> None:
     }
     results: dict[str, Any] = {
         "machine": machine(),
-        "flags": cpu_flags(),
+        "flags": cpu_features(),
         "min_face_px": min_size,
         "max_scan_pixels": cap,
         "scales": SCALES,

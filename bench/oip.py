@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from bench.__main__ import WORK, ensure_store
+from bench.__main__ import WORK, ensure_store, output_dir
 from bench.load import LoadResult, closed_loop, run_load
-from bench.machine import machine, results_dir
+from bench.machine import machine
 from service.engine.core.device import cpu_features
 from tests import images
 from tests.server_process import free_port, launch, stop_server
@@ -114,9 +114,7 @@ def main() -> None:
     parser.add_argument("--store", type=Path, help="a registry to serve (default: the demo)")
     parser.add_argument("--out", type=Path, default=None, help="default: results/<kind>/")
     args = parser.parse_args()
-    WORK.mkdir(exist_ok=True)
-    out: Path = args.out or results_dir()
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(args.out)
     store = args.store or ensure_store(args.backbone)
     seconds, rounds = (3.0, 2) if args.quick else (6.0, 4)
     port, grpc_port = free_port(), free_port()

@@ -17,10 +17,10 @@ from typing import Any
 
 import httpx
 
-from bench.__main__ import WORK, ensure_store
+from bench.__main__ import WORK, ensure_store, output_dir
 from bench.limit import layout_rates
 from bench.load import run_load
-from bench.machine import machine, results_dir
+from bench.machine import machine
 from service.engine.core.device import configure_threads, cpu_features
 from service.engine.core.runtimes.base import MeasuredEncoder
 from service.engine.core.runtimes.catalog import RUNTIMES
@@ -108,9 +108,7 @@ def main() -> None:
     parser.add_argument("--runtimes", default="torch,onnxruntime,openvino,auto")
     parser.add_argument("--out", type=Path, default=None, help="default: results/<kind>/")
     args = parser.parse_args()
-    WORK.mkdir(exist_ok=True)
-    out: Path = args.out or results_dir()
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(args.out)
     store = ensure_store(args.backbone)
     configure_threads(0)
     results: dict[str, Any] = {

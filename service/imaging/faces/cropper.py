@@ -13,7 +13,7 @@ from PIL import Image
 
 from service.imaging.faces.align import crop_face
 from service.imaging.faces.haar import HaarDetector
-from service.imaging.faces.mtcnn import MTCNNDetector
+from service.imaging.faces.mtcnn import TURN_DEGREES, MTCNNDetector
 from service.imaging.faces.mtcnn_nets import WeightsUnavailable
 from service.imaging.faces.types import Detections, Face, FaceDetector
 from service.imaging.faces.yunet import YuNetDetector
@@ -24,21 +24,25 @@ DetectorChoice = DetectorName | Literal["auto"]
 
 
 def build_detector(
-    name: DetectorChoice, yunet_model: Path | None = None, max_pixels: int = 2_000_000
+    name: DetectorChoice,
+    yunet_model: Path | None = None,
+    max_pixels: int = 2_000_000,
+    turn_degrees: float = TURN_DEGREES,
 ) -> FaceDetector:
     """The named detector; ``auto`` is MTCNN when its weights are installed, else Haar.
 
     Nothing is downloaded: MTCNN's weights come in the facenet-pytorch wheel, YuNet's file
-    from the operator, Haar's cascade in the OpenCV wheel.
+    from the operator, Haar's cascade in the OpenCV wheel. ``turn_degrees`` sets MTCNN's
+    turned passes (0: upright only).
     """
     if name == "auto":
         try:
-            return MTCNNDetector(max_pixels=max_pixels)
+            return MTCNNDetector(max_pixels, turn_degrees)
         except WeightsUnavailable as error:
             log.warning("face detector: %s; serving the Haar cascade instead", error)
             return HaarDetector(max_pixels=max_pixels)
     if name == "mtcnn":
-        return MTCNNDetector(max_pixels=max_pixels)
+        return MTCNNDetector(max_pixels, turn_degrees)
     if name == "haar":
         return HaarDetector(max_pixels=max_pixels)
     if name == "yunet":
@@ -99,6 +103,7 @@ class FaceConfig:
     min_size: int = 40
     margin: float = 0.5
     max_scan_pixels: int = 2_000_000
+    turn_degrees: float = TURN_DEGREES
 
 
 def build_cropper(config: FaceConfig, size: int, spec: FaceCropSpec | None = None) -> FaceCropper:
@@ -106,6 +111,8 @@ def build_cropper(config: FaceConfig, size: int, spec: FaceCropSpec | None = Non
     ``spec`` (detector, margin, size) from its manifest, and that wins over the settings.
     """
     choice = spec.detector if spec else config.detector
-    detector = build_detector(choice, config.yunet_model, config.max_scan_pixels)
+    detector = build_detector(
+        choice, config.yunet_model, config.max_scan_pixels, config.turn_degrees
+    )
     margin, size = (spec.margin, spec.size) if spec else (config.margin, size)
     return FaceCropper(detector, margin, size, config.max_faces, config.min_size)

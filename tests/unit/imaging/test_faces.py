@@ -315,6 +315,7 @@ def test_settings_defaults_are_the_face_config_defaults() -> None:
         settings.min_face_px,
         settings.face_margin,
         settings.face_max_scan_pixels,
+        settings.face_turn_degrees,
     ) == astuple(config)
 
 

@@ -8,6 +8,7 @@ Hand-checked (tests/unit/imaging/test_faces.py): face centre (224, 112), eyes at
 from __future__ import annotations
 
 import itertools
+import math
 import shutil
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from service.imaging.faces import (
 from service.imaging.faces.mtcnn_nets import load_nets, weights_dir
 from service.imaging.faces.nms import nms, squared
 from service.imaging.faces.pyramid import Pyramid
+from service.imaging.faces.turns import TurnedCopy, turned_size
 
 data = pytest.importorskip("skimage.data")
 
@@ -131,3 +133,40 @@ def test_crops_of_a_tilted_face_come_out_level(portrait: Image.Image, detector) 
 
     assert abs(eye_angle(turned)) < 5
     assert eye_angle(Face(turned.box, turned.score)) < -15
+
+
+@pytest.mark.parametrize("turn", [-60, 60])
+def test_a_head_tilted_past_the_cascade_is_found_on_a_turned_copy(
+    portrait: Image.Image, detector, turn: int
+) -> None:
+    tilted = portrait.rotate(turn, Image.Resampling.BICUBIC, center=tuple(FACE_CENTRE))
+    assert MTCNNDetector(turn_degrees=0).detect(tilted, min_size=40) == []  # upright only
+    (face,) = detector.detect(tilted, min_size=40)
+    assert face.box.contains(FACE_CENTRE)
+    assert face.eyes is not None  # mapped back from the turned copy into the photo's frame
+    assert abs(face.eyes.angle_degrees + turn) < 10
+    assert math.dist(face.eyes.left, face.eyes.right) > 30  # about 46 px on the upright face
+
+
+@pytest.mark.parametrize(("degrees", "scale"), [(25, 1.0), (-25, 0.5), (40, 0.3)])
+def test_a_turned_copy_maps_its_points_back(degrees: float, scale: float) -> None:
+    photo = Image.new("RGB", (300, 200))
+    photo.putpixel((250, 40), (255, 255, 255))
+    copy = TurnedCopy.of(photo, degrees, scale)
+    expected = turned_size(round(300 * scale), round(200 * scale), degrees)
+    assert all(abs(a - b) <= 2 for a, b in zip(copy.image.size, expected, strict=True))
+    brightness = np.asarray(copy.image).sum(axis=2)
+    y, x = np.unravel_index(brightness.argmax(), brightness.shape)
+    back_x, back_y = copy.to_source(np.array([x + 0.5]), np.array([y + 0.5]))
+    assert abs(back_x[0] - 250.5) < 1.5 / scale and abs(back_y[0] - 40.5) < 1.5 / scale
+
+
+def test_turned_passes_share_the_scan_cap() -> None:
+    upright = MTCNNDetector(max_pixels=1_500_000, turn_degrees=0)
+    turned = MTCNNDetector(max_pixels=1_500_000, turn_degrees=25)
+    # On 12 MP every pass is capped: three passes of a third each scan about the cap in all.
+    twelve_mp = turned.scanned_pixels(4000, 3000, 40)
+    assert 1_500_000 < twelve_mp < 1_500_000 / (1 - 0.709**2) + 150_000
+    assert upright.scanned_pixels(4000, 3000, 40) == pytest.approx(twelve_mp, rel=0.05)
+    # A small photo is not capped: the turned copies, larger canvases, add to its scan.
+    assert turned.scanned_pixels(640, 480, 40) > 2 * upright.scanned_pixels(640, 480, 40)
