@@ -156,7 +156,8 @@ class Settings(BaseSettings):
     face_max_scan_pixels: int = Field(
         2_000_000,
         ge=65_536,
-        description="Most pixels a face detector scans per image, all its passes together; "
+        description="Most pixels of the largest copies a face detector scans per image, all "
+        "its passes together (a pyramid's smaller levels add about as much again); "
         "detection runs where min_face_px spans the detector's window, and a photo too "
         "large for this cap is scanned smaller (its smallest face found grows).",
     )
@@ -165,8 +166,8 @@ class Settings(BaseSettings):
         ge=0,
         le=45,
         description="MTCNN also scans copies of the photo turned by -/+ this many degrees, "
-        "so heads tilted further than its own ~20 degrees are found; each pass gets an equal "
-        "share of face_max_scan_pixels. 0: upright only (about a third of the cost).",
+        "so heads tilted further than its own ~20 degrees are found; they share half of "
+        "face_max_scan_pixels. 0: upright only (a fifth of the cost on small photos).",
     )
     api_keys: str = Field("", description="Comma-separated API keys; empty = no auth.")
     api_keys_file: Path | None = Field(None, description="File with one API key per line.")

@@ -7,10 +7,11 @@ levels are merged by non-maximum suppression. Thresholds are stricter than the p
 (0.6, 0.7, 0.7) at both ends: P-Net at 0.7 scans faster, O-Net at 0.9 drops the textures
 (grass, coins) that pass at 0.7, with no face lost on the bench (bench/faces.py).
 
-The cascade finds faces up to about 20 degrees from upright, so it also runs on copies of the
-photo turned both ways by ``turn_degrees`` (a tilted head in a group photo or a selfie is upright in one of
-them); every pass gets an equal share of the pixels-scanned cap, and the faces of all passes
-are merged by the same suppression, each with the landmarks of the pass that found it best.
+The cascade finds faces up to about 20 degrees from upright, so it also runs on copies of
+the photo turned both ways by ``turn_degrees`` (a tilted head in a group photo or a selfie
+is upright in one of them). The upright pass gets half of the pixels-scanned cap, the turned
+ones share the rest; the faces of all passes are merged by the same suppression, each with
+the landmarks of the pass that scored it best.
 """
 
 from __future__ import annotations
@@ -57,15 +58,24 @@ class MTCNNDetector:
     def __init__(self, max_pixels: int = 2_000_000, turn_degrees: float = TURN_DEGREES) -> None:
         self.pnet, self.rnet, self.onet = load_nets()
         self.turns = (-turn_degrees, turn_degrees) if turn_degrees else ()
-        self.pyramid = Pyramid(window=12, max_pixels=max_pixels // (1 + len(self.turns)))
+        # Most faces are near upright: that pass keeps half the cap, the turned ones share
+        # the other half (without turns the upright pass has all of it).
+        upright_share = max_pixels // 2 if self.turns else max_pixels
+        self.pyramid = Pyramid(window=12, max_pixels=upright_share)
+        self.turned_pyramid = Pyramid(
+            window=12, max_pixels=(max_pixels - upright_share) // max(1, len(self.turns))
+        )
 
     def smallest_findable(self, width: int, height: int, min_size: int) -> int:
         found = self.pyramid.smallest_findable(width, height, _search(min_size))
         return max(min_size, math.ceil(found / TIGHT))
 
     def scanned_pixels(self, width: int, height: int, min_size: int) -> int:
-        sizes = [(width, height)] + [turned_size(width, height, t) for t in self.turns]
-        return sum(self.pyramid.scanned_pixels(w, h, _search(min_size)) for w, h in sizes)
+        search = _search(min_size)
+        turned = [turned_size(width, height, t) for t in self.turns]
+        return self.pyramid.scanned_pixels(width, height, search) + sum(
+            self.turned_pyramid.scanned_pixels(w, h, search) for w, h in turned
+        )
 
     @torch.inference_mode()
     def detect(self, image: Image.Image, min_size: int) -> list[Face]:
@@ -76,7 +86,7 @@ class MTCNNDetector:
         boxes, points = self._cascade(rgb, self.pyramid.scales(*rgb.size, search))
         passes = [(boxes, points)]
         for degrees in self.turns:
-            scales = self.pyramid.scales(*turned_size(*rgb.size, degrees), search)
+            scales = self.turned_pyramid.scales(*turned_size(*rgb.size, degrees), search)
             if not scales:
                 continue
             # The smallest face is 24 px on the copy (R-Net's input): detail enough, and a

@@ -164,7 +164,7 @@ def test_a_turned_copy_maps_its_points_back(degrees: float, scale: float) -> Non
 def test_turned_passes_share_the_scan_cap() -> None:
     upright = MTCNNDetector(max_pixels=1_500_000, turn_degrees=0)
     turned = MTCNNDetector(max_pixels=1_500_000, turn_degrees=25)
-    # On 12 MP every pass is capped: three passes of a third each scan about the cap in all.
+    # On 12 MP every pass is capped: the upright half and the turned quarters add up to the cap.
     twelve_mp = turned.scanned_pixels(4000, 3000, 40)
     assert 1_500_000 < twelve_mp < 1_500_000 / (1 - 0.709**2) + 150_000
     assert upright.scanned_pixels(4000, 3000, 40) == pytest.approx(twelve_mp, rel=0.05)
