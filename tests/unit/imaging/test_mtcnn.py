@@ -1,8 +1,8 @@
 """MTCNN, the default face detector, on scikit-image's astronaut portrait: its weights come
 from the facenet-pytorch wheel and are refused unless their sha256 is the pinned one.
 
-Hand-checked (tests/unit/imaging/test_faces.py): face centre (224, 112), eyes at about
-(201, 100) and (247, 103).
+Hand-checked (tests/unit/imaging/test_faces.py, test_face_crops.py): face centre
+(224, 112), eyes at about (201, 100) and (247, 103).
 """
 
 from __future__ import annotations
@@ -36,12 +36,7 @@ EYES = (Point(201, 100), Point(247, 103))
 
 
 @pytest.fixture(scope="module")
-def portrait() -> Image.Image:
-    return Image.fromarray(data.astronaut())
-
-
-@pytest.fixture(scope="module")
-def detector() -> MTCNNDetector:
+def detector() -> MTCNNDetector:  # here, not conftest.py's Haar
     return MTCNNDetector()
 
 
