@@ -148,7 +148,10 @@ class Settings(BaseSettings):
         10, gt=0, description="Most faces predicted per image; the largest are kept."
     )
     min_face_px: int = Field(
-        40, gt=0, description="Smallest face side, in upright-image pixels, that is reported."
+        40,
+        gt=0,
+        description="Smallest face, in upright-image pixels, that is reported: a box's longer "
+        "side (MTCNN frames brows to chin, so its boxes may be down to 0.8 of this).",
     )
     face_margin: float = Field(
         0.5, ge=0, description="Face crop side = (1 + margin) x the box's longest side."
@@ -164,10 +167,11 @@ class Settings(BaseSettings):
     face_turn_degrees: float = Field(
         25.0,
         ge=0,
-        le=45,
+        le=40,
         description="MTCNN also scans copies of the photo turned by -/+ this many degrees, "
         "so heads tilted further than its own ~20 degrees are found; they share half of "
-        "face_max_scan_pixels. 0: upright only (a fifth of the cost on small photos).",
+        "face_max_scan_pixels. 0: upright only (a fifth of the cost on small photos); "
+        "above 40 some tilts between would fall between the passes.",
     )
     api_keys: str = Field("", description="Comma-separated API keys; empty = no auth.")
     api_keys_file: Path | None = Field(None, description="File with one API key per line.")

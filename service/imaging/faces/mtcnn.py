@@ -31,8 +31,8 @@ from service.imaging.faces.types import Eyes, Face, Point, order_faces, upright_
 THRESHOLDS = (0.7, 0.7, 0.9)
 TIGHT = 0.8  # an MTCNN box is this much of the face or more: search that far below min_size
 CHUNK = 256  # crops per R-/O-Net forward: bounds the batch's memory on a crowd
-# P-Net's best proposals kept for R-Net: bounds the later stages' cost on busy texture
-# (a crowd of 100 faces gives a few hundred after NMS).
+# P-Net's best proposals kept for R-Net, per pass: bounds the later stages' cost on busy
+# texture (a crowd of 100 faces gives a few hundred after NMS; grass 500-700).
 MAX_PROPOSALS = 2000
 # With the upright pass, copies turned +-25 degrees find heads tilted up to about 45 degrees.
 TURN_DEGREES = 25.0

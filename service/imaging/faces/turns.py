@@ -31,13 +31,16 @@ class TurnedCopy:
     image: Image.Image
     degrees: float
     scale: float
+    """The scale asked for; sizes are whole pixels, so each axis's own is ``axis_scales``."""
     source_size: tuple[int, int]
+    axis_scales: tuple[float, float]
 
     @classmethod
     def of(cls, image: Image.Image, degrees: float, scale: float) -> TurnedCopy:
         scaled = level(image, scale)
         turned = scaled.rotate(degrees, Image.Resampling.BILINEAR, expand=True)
-        return cls(turned, degrees, scale, image.size)
+        axes = (scaled.width / image.width, scaled.height / image.height)
+        return cls(turned, degrees, scale, image.size, axes)
 
     def to_source(self, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Points of this copy -> the same points in the source image's pixels."""
@@ -47,15 +50,17 @@ class TurnedCopy:
         # Pillow turns counter-clockwise as displayed (y grows downwards); this undoes it.
         x = cos * dx - sin * dy
         y = sin * dx + cos * dy
-        width, height = self.source_size
-        return (x / self.scale + width / 2), (y / self.scale + height / 2)
+        (width, height), (sx, sy) = self.source_size, self.axis_scales
+        return (x / sx + width / 2), (y / sy + height / 2)
 
     def boxes_to_source(self, boxes: np.ndarray) -> np.ndarray:
         """Boxes (x1, y1, x2, y2, score) found on the copy -> boxes of the same size, in
-        source pixels, centred where the face is (the face's own frame, not its hull)."""
+        source pixels, centred where the face is: the face's own width and height, not the
+        hull of the turned box, so the size filter and the crop see the face's size."""
         cx, cy = self.to_source((boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2)
-        half_w = (boxes[:, 2] - boxes[:, 0]) / (2 * self.scale)
-        half_h = (boxes[:, 3] - boxes[:, 1]) / (2 * self.scale)
+        scale = sum(self.axis_scales) / 2  # a box turned with the face mixes both axes
+        half_w = (boxes[:, 2] - boxes[:, 0]) / (2 * scale)
+        half_h = (boxes[:, 3] - boxes[:, 1]) / (2 * scale)
         return np.column_stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h, boxes[:, 4]])
 
     def points_to_source(self, points: np.ndarray) -> np.ndarray:

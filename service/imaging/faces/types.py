@@ -88,7 +88,8 @@ class FaceDetector(Protocol):
     name: str
 
     def detect(self, image: Image.Image, min_size: int) -> list[Face]:
-        """Every face whose longer side is at least ``min_size`` pixels, largest first."""
+        """Every face of at least ``min_size`` pixels, largest first: a box whose longer side
+        is ``min_size`` or more (MTCNN's: ``0.8 * min_size``, since it frames brows to chin)."""
         ...
 
     def smallest_findable(self, width: int, height: int, min_size: int) -> int:
@@ -120,16 +121,22 @@ def upright_box(
 ) -> Box:
     """A box found on the working copy, mapped back to the full image and clipped to it."""
     x, y, width, height = x / scale, y / scale, width / scale, height / scale
-    left, top = max(0, round(x)), max(0, round(y))
-    right, bottom = min(size[0], round(x + width)), min(size[1], round(y + height))
-    return Box(left, top, right - left, bottom - top)
+    left, top = min(size[0], max(0, round(x))), min(size[1], max(0, round(y)))
+    right = max(left, min(size[0], round(x + width)))
+    bottom = max(top, min(size[1], round(y + height)))
+    return Box(left, top, right - left, bottom - top)  # empty when it lies outside the photo
 
 
 def order_faces(faces: list[Face], min_size: int) -> list[Face]:
-    """Drop faces whose longer side is under ``min_size`` and sort the rest largest first.
+    """Drop faces whose box is empty (it lay outside the photo) or whose longer side is under
+    ``min_size``, and sort the rest largest first.
 
     The longer side, because landmark detectors frame a face tightly (MTCNN: brows to chin,
     about 0.9 of a Haar square's width) and the crop is cut on the longer side too.
     """
-    kept = [f for f in faces if max(f.box.width, f.box.height) >= min_size]
+    kept = [
+        f
+        for f in faces
+        if min(f.box.width, f.box.height) >= 1 and max(f.box.width, f.box.height) >= min_size
+    ]
     return sorted(kept, key=lambda f: (-f.box.area, -f.score, f.box.y, f.box.x))

@@ -8,7 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.server_process import ROOT
+
+pytestmark = pytest.mark.slow
 
 
 def test_the_faces_bench_writes_recall_and_cost_per_detector(tmp_path: Path) -> None:
@@ -22,5 +26,7 @@ def test_the_faces_bench_writes_recall_and_cost_per_detector(tmp_path: Path) -> 
             assert found["images"] == 1 and sum(found["faces"].values()) == 5
             assert 0.0 <= found["recall_ge_40"] <= 1.0
         assert set(row["cost"]) == {"224 px", "12 MP"}
+    default = next(iter(results["detectors"].values()))
+    assert default["recall"]["astronaut"]["recall_ge_40"] == 1.0  # 5 of 5, 42 to 140 px
     table = (tmp_path / "faces.md").read_text()
     assert table.count("| astronaut |") == 3 and "| 12 MP |" in table

@@ -17,17 +17,20 @@ import pytest
 from PIL import Image
 
 from service.imaging.faces import (
+    Box,
     Face,
     MTCNNDetector,
     Point,
     WeightsUnavailable,
     build_detector,
     crop_face,
+    mtcnn,
 )
 from service.imaging.faces.mtcnn_nets import load_nets, weights_dir
 from service.imaging.faces.nms import nms, squared
-from service.imaging.faces.pyramid import Pyramid
+from service.imaging.faces.pyramid import Pyramid, level
 from service.imaging.faces.turns import TurnedCopy, turned_size
+from service.imaging.faces.types import order_faces, upright_box
 
 data = pytest.importorskip("skimage.data")
 
@@ -138,6 +141,7 @@ def test_a_head_tilted_past_the_cascade_is_found_on_a_turned_copy(
     assert MTCNNDetector(turn_degrees=0).detect(tilted, min_size=40) == []  # upright only
     (face,) = detector.detect(tilted, min_size=40)
     assert face.box.contains(FACE_CENTRE)
+    assert 60 <= max(face.box.width, face.box.height) <= 140  # the upright face's size
     assert face.eyes is not None  # mapped back from the turned copy into the photo's frame
     assert abs(face.eyes.angle_degrees + turn) < 10
     assert math.dist(face.eyes.left, face.eyes.right) > 30  # about 46 px on the upright face
@@ -165,3 +169,29 @@ def test_turned_passes_share_the_scan_cap() -> None:
     assert upright.scanned_pixels(4000, 3000, 40) == pytest.approx(twelve_mp, rel=0.05)
     # A small photo is not capped: the turned copies, larger canvases, add to its scan.
     assert turned.scanned_pixels(640, 480, 40) > 2 * upright.scanned_pixels(640, 480, 40)
+
+
+@pytest.mark.parametrize("turn_degrees", [0, 25])
+def test_detection_scans_the_pixels_it_is_priced_at(monkeypatch, turn_degrees: float) -> None:
+    scanned: list[int] = []
+
+    def recorded(image: Image.Image, scale: float) -> Image.Image:
+        copy = level(image, scale)
+        scanned.append(copy.width * copy.height)
+        return copy
+
+    monkeypatch.setattr(mtcnn, "level", recorded)  # every P-Net level of every pass
+    detector = MTCNNDetector(max_pixels=1_500_000, turn_degrees=turn_degrees)
+    detector.detect(Image.new("RGB", (4000, 3000), (90, 90, 90)), min_size=40)
+    assert len(scanned) > 10
+    assert sum(scanned) == pytest.approx(detector.scanned_pixels(4000, 3000, 40), rel=0.01)
+    assert max(scanned) <= 1_500_000 / (2 if turn_degrees else 1) * 1.01
+
+
+def test_a_box_outside_the_photo_is_no_face() -> None:
+    # A turned copy's black corners map back beyond the photo's edges.
+    outside = Face(upright_box(-80, 10, 60, 60, 1.0, (100, 100)), 0.99)
+    assert outside.box.width == 0
+    inside = Face(upright_box(-20, 10, 60, 60, 1.0, (100, 100)), 0.9)
+    assert inside.box == Box(0, 10, 40, 60)
+    assert order_faces([outside, inside], 32) == [inside]
