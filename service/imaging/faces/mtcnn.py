@@ -25,7 +25,7 @@ from PIL import Image
 from service.imaging.faces.mtcnn_nets import load_nets
 from service.imaging.faces.nms import nms, squared
 from service.imaging.faces.pyramid import Pyramid, level
-from service.imaging.faces.turns import TurnedCopy, turned_size
+from service.imaging.faces.turns import turned_copies, turned_size
 from service.imaging.faces.types import Eyes, Face, Point, order_faces, upright_box
 
 THRESHOLDS = (0.7, 0.7, 0.9)
@@ -85,15 +85,18 @@ class MTCNNDetector:
         search = _search(min_size)
         boxes, points = self._cascade(rgb, self.pyramid.scales(*rgb.size, search))
         passes = [(boxes, points)]
-        for degrees in self.turns:
-            scales = self.turned_pyramid.scales(*turned_size(*rgb.size, degrees), search)
-            if not scales:
-                continue
+        # -d and +d turn the photo onto canvases of one size: one pyramid and one resize.
+        scales = (
+            self.turned_pyramid.scales(*turned_size(*rgb.size, self.turns[0]), search)
+            if self.turns
+            else []
+        )
+        if scales:
             # The smallest face is 24 px on the copy (R-Net's input): detail enough, and a
             # 12 MP photo is not turned at full size.
-            copy = TurnedCopy.of(rgb, degrees, min(1.0, 2 * scales[0]))
-            boxes, points = self._cascade(copy.image, [s / copy.scale for s in scales])
-            passes.append((copy.boxes_to_source(boxes), copy.points_to_source(points)))
+            for copy in turned_copies(rgb, self.turns, min(1.0, 2 * scales[0])):
+                boxes, points = self._cascade(copy.image, [s / copy.scale for s in scales])
+                passes.append((copy.boxes_to_source(boxes), copy.points_to_source(points)))
         boxes, points = (np.concatenate(found) for found in zip(*passes, strict=True))
         keep = nms(boxes, 0.7, by_smaller=True) if len(boxes) else []
         faces = [_face(boxes[i], points[i], rgb.size) for i in keep]

@@ -9,6 +9,7 @@ photo's own frame.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,8 +37,11 @@ class TurnedCopy:
     axis_scales: tuple[float, float]
 
     @classmethod
-    def of(cls, image: Image.Image, degrees: float, scale: float) -> TurnedCopy:
-        scaled = level(image, scale)
+    def of(
+        cls, image: Image.Image, degrees: float, scale: float, scaled: Image.Image | None = None
+    ) -> TurnedCopy:
+        """``scaled``: ``image`` already resized by ``scale`` (see :func:`turned_copies`)."""
+        scaled = level(image, scale) if scaled is None else scaled
         turned = scaled.rotate(degrees, Image.Resampling.BILINEAR, expand=True)
         axes = (scaled.width / image.width, scaled.height / image.height)
         return cls(turned, degrees, scale, image.size, axes)
@@ -67,3 +71,11 @@ class TurnedCopy:
         """Landmarks laid out x1..x5, y1..y5 on the copy -> source pixels, same layout."""
         xs, ys = self.to_source(points[:, :5], points[:, 5:])
         return np.concatenate([xs, ys], axis=1)
+
+
+def turned_copies(image: Image.Image, turns: Sequence[float], scale: float) -> Iterator[TurnedCopy]:
+    """``image`` scaled by ``scale`` once, then turned by each of ``turns`` in turn: the
+    copies share one resize of a possibly large photo, and only one is held at a time."""
+    scaled = level(image, scale)
+    for degrees in turns:
+        yield TurnedCopy.of(image, degrees, scale, scaled)
