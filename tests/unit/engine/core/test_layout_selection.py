@@ -25,9 +25,10 @@ from service.engine.core.runtimes.layout import TIE, EncoderLayout, cache_key, w
 from service.engine.core.runtimes.select import Search, select_encoder
 from service.engine.core.runtimes.torch_runtime import VisionTower
 from service.engine.factory import build_engine
-from service.registry import LoadedBackbone, LoadedTask, ModelStore
+from service.registry import LoadedBackbone, ModelStore
 from service.settings import Settings
 from service.trainer.architectures import TINY, build_clip
+from tests.unit.engine.core.stores import loaded
 
 CPU = Placement(torch.device("cpu"), "fp32")
 
@@ -101,12 +102,6 @@ def store(tmp_path: Path, tiny_store: Path) -> ModelStore:
     copy = tmp_path / "store"
     shutil.copytree(tiny_store, copy, ignore=shutil.ignore_patterns("exports"))
     return ModelStore(copy)
-
-
-def loaded(store: ModelStore) -> tuple[LoadedBackbone, list[LoadedTask]]:
-    snapshot = store.load_active()
-    (backbone,) = snapshot.backbones.values()
-    return backbone, list(snapshot.tasks.values())
 
 
 def test_a_second_start_reuses_the_measurement(store: ModelStore) -> None:

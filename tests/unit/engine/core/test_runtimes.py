@@ -23,9 +23,10 @@ from service.engine.core.runtimes.torch_runtime import VisionTower
 from service.engine.engine_config import EngineConfig
 from service.engine.factory import build_engine
 from service.engine.lifecycle import _publish
-from service.registry import LoadedBackbone, LoadedTask, ModelStore
+from service.registry import ModelStore
 from service.registry.exports import INDEX, ExportCache
 from service.trainer.architectures import TINY, backbone_manifest, build_clip
+from tests.unit.engine.core.stores import loaded
 
 CPU = Placement(torch.device("cpu"), "fp32")
 INSTALLED = [name for name, spec in RUNTIMES.items() if spec.missing() is None]
@@ -38,12 +39,6 @@ def store(tmp_path_factory: pytest.TempPathFactory, tiny_store: Path) -> ModelSt
     copy = tmp_path_factory.mktemp("runtimes") / "store"
     shutil.copytree(tiny_store, copy)
     return ModelStore(copy)
-
-
-def loaded(store: ModelStore) -> tuple[LoadedBackbone, list[LoadedTask]]:
-    snapshot = store.load_active()
-    (backbone,) = snapshot.backbones.values()
-    return backbone, list(snapshot.tasks.values())
 
 
 def test_probe_set_is_fixed(store: ModelStore) -> None:
